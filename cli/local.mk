@@ -1,0 +1,3 @@
+# cli/: the ossb binary.
+ossb_SOURCES += cli/main.c
+ossb_LDADD = $(OSSB_LIBS)

@@ -1,0 +1,13 @@
+# common/: errors, logging, cleanup, buffers, sha256, file-system helpers.
+libossb_common_la_SOURCES += \
+	common/cleanup.h \
+	common/error.c common/error.h \
+	common/log.c common/log.h \
+	common/strbuf.c common/strbuf.h \
+	common/sha256.c common/sha256.h \
+	common/fs.c common/fs.h
+
+check_PROGRAMS += tests/unit/test-common
+TESTS += tests/unit/test-common
+tests_unit_test_common_SOURCES = tests/unit/test-common.c tests/unit/tap.h
+tests_unit_test_common_LDADD = $(OSSB_LIBS)

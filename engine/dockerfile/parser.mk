@@ -1,0 +1,1 @@
+# engine/dockerfile parser + instructions (owned by the parser work).

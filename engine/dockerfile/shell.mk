@@ -1,0 +1,1 @@
+# engine/dockerfile shell expansion + dockerignore.

@@ -1,0 +1,1 @@
+# engine/: build context, COPY/ADD, stages, image config, export.

@@ -1,0 +1,36 @@
+/* oci/layout.h - image exporters: OCI image layout (directory or tar) and docker-archive.
+ *
+ * Owns: the files it writes at `dest`.  Nothing at dest looks complete before it is: a tar is
+ * written to a temp name, fsynced and renamed; a layout directory gets its blobs first (each
+ * atomically) and index.json (atomically) last.  An existing layout at dest gains the new
+ * manifest (entries with the same ref name are replaced); a non-empty directory that is not a
+ * layout is refused.
+ */
+#ifndef OSSB_OCI_LAYOUT_H
+#define OSSB_OCI_LAYOUT_H
+
+#include "common/error.h"
+#include "oci/image.h"
+#include "oci/store.h"
+
+/* One tag to record. `ref_name` goes into org.opencontainers.image.ref.name (e.g. "app:1.0"),
+ * `full_name` (may be NULL) into io.containerd.image.name (e.g. "docker.io/library/app:1.0"). */
+struct ossb_layout_tag {
+        const char *ref_name;
+        const char *full_name;
+};
+
+/* Write an OCI image layout directory holding `manifest` (and its config and layers, taken from
+ * the store) with one index entry per tag (or one untagged entry when n_tags == 0). */
+int ossb_layout_write_dir(struct ossb_store *s, const char *dest, const struct ossb_descriptor *manifest,
+                          const struct ossb_layout_tag *tags, size_t n_tags, struct ossb_error **err);
+/* The same layout as a tar file. */
+int ossb_layout_write_tar(struct ossb_store *s, const char *dest, const struct ossb_descriptor *manifest,
+                          const struct ossb_layout_tag *tags, size_t n_tags, struct ossb_error **err);
+/* A docker-archive tar (manifest.json with Config/RepoTags/Layers, plus the OCI layout files,
+ * as `docker save` of Docker 25+ writes it), loadable by `docker load` and `podman load`.
+ * repo_tags are familiar names ("app:1.0"). */
+int ossb_docker_archive_write(struct ossb_store *s, const char *dest, const struct ossb_descriptor *manifest,
+                              char *const *repo_tags, struct ossb_error **err);
+
+#endif

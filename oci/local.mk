@@ -1,0 +1,1 @@
+# oci/: content store, layer writer, image model, layout and docker-archive writers.

@@ -1,0 +1,1 @@
+# tests/: shared test helpers; unit tests live in each module's fragment.
