@@ -1,3 +1,3 @@
-# cli/: the ossb binary.
-ossb_SOURCES += cli/main.c
+# cli/: the ossb binary (one file per subcommand).
+ossb_SOURCES += cli/cli.h cli/main.c cli/build.c cli/debug.c cli/version.c
 ossb_LDADD = $(OSSB_LIBS)

@@ -1,15 +1,136 @@
-/* cli/main.c - the ossb entry point (placeholder during bootstrap). */
+/* cli/main.c - `ossb`: global options and subcommand dispatch. */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <curl/curl.h>
+
+#include "cli/cli.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+
+static const char usage[] =
+        "Usage: ossb [--log-level LEVEL] [--log-format text|json] COMMAND [OPTIONS]\n"
+        "\n"
+        "OSSB, the Open Source Slim Builder: builds OCI images from Dockerfiles without a daemon.\n"
+        "\n"
+        "Commands:\n"
+        "  build      Build an image from a Dockerfile and a context directory\n"
+        "  debug      Developer tools (debug parse: print a Dockerfile's parse as JSON)\n"
+        "  version    Print the version\n"
+        "\n"
+        "Global options:\n"
+        "  --log-level LEVEL        error, warn, info (default) or debug\n"
+        "  --log-format FORMAT      text (default) or json (one JSON object per line on stderr)\n"
+        "  -h, --help               Show this help\n"
+        "\n"
+        "Exit codes:\n"
+        "  0  success\n"
+        "  1  the build failed (e.g. a COPY source is missing)\n"
+        "  2  usage or Dockerfile error\n"
+        "  3  registry or authentication error\n"
+        "  4  internal or environment error\n"
+        "\n"
+        "Run 'ossb COMMAND --help' for a command's options.\n";
+
+int ossb_cli_fail(struct ossb_error *err)
+{
+        int code = err ? err->exit_code : OSSB_EXIT_INTERNAL;
+        log_error("%s", err && err->msg ? err->msg : "unknown error");
+        ossb_error_free(err);
+        return code ? code : OSSB_EXIT_INTERNAL;
+}
+
+int ossb_cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&msg, fmt, ap);
+        va_end(ap);
+        log_error("%s", r < 0 ? "usage error" : msg);
+        fprintf(stderr, "Run 'ossb %s--help' for usage.\n", cmd ? cmd : "");
+        return OSSB_EXIT_USAGE;
+}
+
+static int parse_level(const char *s, enum ossb_log_level *ret)
+{
+        static const char *const names[] = { "error", "warn", "info", "debug" };
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (streq(s, names[i])) {
+                        *ret = (enum ossb_log_level) i;
+                        return 0;
+                }
+        return -1;
+}
+
+/* Global options may appear before the command; --log-format/--log-level are also accepted by
+ * subcommands (they share this parser through ossb_cli_global_option). */
+static int parse_globals(int *argc, char ***argv)
+{
+        enum ossb_log_level level = OSSB_LOG_INFO;
+        bool json = false;
+        int i = 1;
+        for (; i < *argc; i++) {
+                const char *a = (*argv)[i];
+                const char *v = NULL;
+                if (strncmp(a, "--log-level", 11) == 0 || strncmp(a, "--log-format", 12) == 0) {
+                        const char *eq = strchr(a, '=');
+                        if (eq)
+                                v = eq + 1;
+                        else if (i + 1 < *argc)
+                                v = (*argv)[++i];
+                        else
+                                return ossb_cli_usage_error(NULL, "%s requires a value", a);
+                        if (strncmp(a, "--log-level", 11) == 0) {
+                                if (parse_level(v, &level) < 0)
+                                        return ossb_cli_usage_error(NULL, "invalid --log-level `%s` (error, warn, info, debug)", v);
+                        } else if (streq(v, "json") || streq(v, "text")) {
+                                json = streq(v, "json");
+                        } else {
+                                return ossb_cli_usage_error(NULL, "invalid --log-format `%s` (text, json)", v);
+                        }
+                        continue;
+                }
+                break;
+        }
+        ossb_log_setup(level, json);
+        *argc -= i - 1;
+        *argv += i - 1;
+        return 0;
+}
 
 int main(int argc, char **argv)
 {
-        if (argc > 1 && strcmp(argv[1], "version") == 0) {
-                printf("ossb %s\n", OSSB_VERSION);
+        int r = parse_globals(&argc, &argv);
+        if (r)
+                return r;
+        if (argc < 2) {
+                fputs(usage, stderr);
+                return OSSB_EXIT_USAGE;
+        }
+        const char *cmd = argv[1];
+        if (streq(cmd, "-h") || streq(cmd, "--help") || streq(cmd, "help")) {
+                fputs(usage, stdout);
                 return 0;
         }
-        fprintf(stderr, "usage: ossb version\n");
-        return 2;
+        if (streq(cmd, "--version"))
+                return ossb_cmd_version(argc - 1, argv + 1);
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                log_error("cannot initialise libcurl");
+                return OSSB_EXIT_INTERNAL;
+        }
+        if (streq(cmd, "build"))
+                r = ossb_cmd_build(argc - 1, argv + 1);
+        else if (streq(cmd, "debug"))
+                r = ossb_cmd_debug(argc - 1, argv + 1);
+        else if (streq(cmd, "version"))
+                r = ossb_cmd_version(argc - 1, argv + 1);
+        else
+                r = ossb_cli_usage_error(NULL, "unknown command `%s`", cmd);
+        curl_global_cleanup();
+        return r;
 }

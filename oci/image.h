@@ -39,7 +39,12 @@ struct ossb_descriptor {
 
 void ossb_descriptor_clear(struct ossb_descriptor *d); /* frees members, keeps d */
 json_object *ossb_descriptor_to_json(const struct ossb_descriptor *d); /* new reference */
+/* Untrusted input: mediaType (printable, <= 255 bytes), digest (sha256 only) and size (integer
+ * >= 0) are required, annotations must be strings; -EPROTO with a message otherwise.  Other
+ * fields (urls, platform, ...) are ignored.  *ret is written only on success. */
 int ossb_descriptor_from_json(json_object *o, struct ossb_descriptor *ret, struct ossb_error **err);
+/* Deep copy (annotations too); -ENOMEM. */
+int ossb_descriptor_copy(const struct ossb_descriptor *src, struct ossb_descriptor *ret);
 
 /* Serialize `config` (canonical: compact, no slash escaping), store it, and build an OCI
  * manifest referencing it and `layers`; store the manifest; fill *ret_manifest. */
@@ -47,7 +52,15 @@ int ossb_image_write(struct ossb_store *s, json_object *config, const struct oss
                      json_object *manifest_annotations, struct ossb_descriptor *ret_manifest,
                      struct ossb_descriptor *ret_config, struct ossb_error **err);
 
-/* A parsed manifest: config + layers (the caller frees with ossb_manifest_free). */
+/* Bounds for manifests read from outside (as containers/image: 4 MiB). */
+#define OSSB_MANIFEST_MAX_SIZE (4 * 1024 * 1024)
+#define OSSB_MANIFEST_MAX_LAYERS 4096
+
+/* A parsed manifest: config + layers (the caller frees with ossb_manifest_free).
+ * ossb_manifest_parse accepts OCI image manifests (mediaType may be absent) and Docker schema 2
+ * manifests, schemaVersion 2; an index/manifest list, anything larger than
+ * OSSB_MANIFEST_MAX_SIZE, nested deeper than 16, with more than OSSB_MANIFEST_MAX_LAYERS layers,
+ * with a wrong type, an invalid digest, invalid UTF-8, a NUL byte or trailing data is -EPROTO. */
 struct ossb_manifest {
         char *media_type;
         struct ossb_descriptor config;
@@ -59,5 +72,9 @@ void ossb_manifest_free(struct ossb_manifest *m);
 
 /* JSON to a string the way ossb always writes it (compact, no "\/"). Borrowed from o. */
 const char *ossb_json_to_string(json_object *o);
+
+/* Strict, bounded JSON parse of untrusted bytes (at most `max` bytes, depth 16, valid UTF-8,
+ * no NUL, nothing but whitespace after the value); -EPROTO with a message.  *ret: new reference. */
+int ossb_json_parse(const char *json, size_t len, size_t max, json_object **ret, struct ossb_error **err);
 
 #endif

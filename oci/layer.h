@@ -6,6 +6,9 @@
  * writes them to a store ingest.  No uncompressed temporary tar is ever written.
  * Reproducible: entries are written in the order given (callers pass them sorted), mtimes are
  * clamped to SOURCE_DATE_EPOCH when opts.source_date_epoch >= 0, no atime/ctime, no uname/gname.
+ * Mtimes are stored with one-second resolution (mtime_nsec is not recorded), as Go's
+ * archive/tar does by default; non-ASCII names are stored as bytes (PAX hdrcharset=BINARY).
+ * The compressors live in oci/compress.h.
  */
 #ifndef OSSB_OCI_LAYER_H
 #define OSSB_OCI_LAYER_H
@@ -85,5 +88,14 @@ int ossb_layer_writer_finish(struct ossb_layer_writer *w, char ret_digest[OSSB_D
                              struct ossb_error **err);
 /* Free; an unfinished layer is aborted and its temp file removed.  Accepts NULL. */
 void ossb_layer_writer_free(struct ossb_layer_writer *w);
+
+/* Errors: an invalid entry (bad path, missing fd, size mismatch) returns -EINVAL/-EBADF and the
+ * writer stays usable; any error after the entry's header was written (short file: -EIO, read
+ * or store errors) breaks the stream and every later call on the writer fails. */
+
+/* Force the pread fallback for file contents instead of io_uring (tests, debugging). */
+void ossb_layer_disable_io_uring(bool disable);
+/* Whether this writer read file contents with io_uring (false before the first file). */
+bool ossb_layer_writer_used_io_uring(const struct ossb_layer_writer *w);
 
 #endif

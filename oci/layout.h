@@ -9,6 +9,8 @@
 #ifndef OSSB_OCI_LAYOUT_H
 #define OSSB_OCI_LAYOUT_H
 
+#include <stdbool.h>
+
 #include "common/error.h"
 #include "oci/image.h"
 #include "oci/store.h"
@@ -32,5 +34,22 @@ int ossb_layout_write_tar(struct ossb_store *s, const char *dest, const struct o
  * repo_tags are familiar names ("app:1.0"). */
 int ossb_docker_archive_write(struct ossb_store *s, const char *dest, const struct ossb_descriptor *manifest,
                               char *const *repo_tags, struct ossb_error **err);
+/* Details of ossb_docker_archive_write: repo_tags is a NULL-terminated vector (NULL or empty:
+ * untagged).  The image config must have rootfs.diff_ids, one per layer.  gzip and uncompressed
+ * layers are referenced as stored; zstd layers are decompressed into the store (verified
+ * against their DiffID) and referenced uncompressed, with a manifest rewritten to match,
+ * because `docker load` before Docker 25 cannot read zstd.  index.json entries carry the tag as
+ * org.opencontainers.image.ref.name and the normalised name ("docker.io/library/app:1.0") as
+ * io.containerd.image.name, as `docker save` does; a `repositories` file is added for tagged
+ * images with layers. */
+
+/* Whether `s` is a valid org.opencontainers.image.ref.name (image-spec grammar: components of
+ * [A-Za-z0-9]+ joined by one of -._:@+ or "--", separated by '/').  Both "1.0", "app:1.0"
+ * and "localhost:5000/app:1.0" are valid; the ossb_layout_* writers refuse invalid names
+ * (-EINVAL). */
+bool ossb_layout_ref_name_is_valid(const char *s);
+/* Whether `ref` is a name:tag that `docker load` accepts in RepoTags (a tag, no digest, lower
+ * case repository path). */
+bool ossb_docker_repo_tag_is_valid(const char *ref);
 
 #endif

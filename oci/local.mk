@@ -1,1 +1,19 @@
 # oci/: content store, layer writer, image model, layout and docker-archive writers.
+libossb_oci_la_SOURCES += \
+	oci/oci.h \
+	oci/oci-internal.h \
+	oci/store.c oci/store.h \
+	oci/compress.c oci/compress.h \
+	oci/layer.c oci/layer.h \
+	oci/image.c oci/image.h \
+	oci/layout.c oci/layout.h \
+	oci/docker-archive.c
+
+check_PROGRAMS += tests/unit/test-oci-store tests/unit/test-oci-layer tests/unit/test-oci-layout
+TESTS += tests/unit/test-oci-store tests/unit/test-oci-layer tests/unit/test-oci-layout
+tests_unit_test_oci_store_SOURCES = tests/unit/test-oci-store.c tests/unit/tap.h
+tests_unit_test_oci_store_LDADD = $(OSSB_LIBS)
+tests_unit_test_oci_layer_SOURCES = tests/unit/test-oci-layer.c tests/unit/tap.h
+tests_unit_test_oci_layer_LDADD = $(OSSB_LIBS)
+tests_unit_test_oci_layout_SOURCES = tests/unit/test-oci-layout.c tests/unit/tap.h
+tests_unit_test_oci_layout_LDADD = $(OSSB_LIBS)

@@ -31,6 +31,8 @@ int ossb_store_open_blob(const struct ossb_store *s, const char *digest, int *re
 /* Read a whole (small) blob into memory, verifying its digest; at most `max` bytes. */
 int ossb_store_read_blob(const struct ossb_store *s, const char *digest, size_t max, char **ret, size_t *ret_len,
                          struct ossb_error **err);
+/* Size of a stored blob (-ENOENT with a message when missing). */
+int ossb_store_blob_size(const struct ossb_store *s, const char *digest, int64_t *ret_size, struct ossb_error **err);
 
 /* Store a buffer.  `expected` may be NULL; *ret_digest (OSSB_DIGEST_STR_LEN+1) receives the digest. */
 int ossb_store_put(struct ossb_store *s, const void *data, size_t len, const char *expected,
@@ -38,9 +40,14 @@ int ossb_store_put(struct ossb_store *s, const void *data, size_t len, const cha
 
 /* Streaming ingest. */
 int ossb_store_ingest_new(struct ossb_store *s, struct ossb_store_ingest **ret, struct ossb_error **err);
+/* A failed write leaves the ingest unusable: a later commit fails (and removes the temp file). */
 int ossb_store_ingest_write(struct ossb_store_ingest *in, const void *data, size_t len, struct ossb_error **err);
+/* Bytes written so far. */
+int64_t ossb_store_ingest_size(const struct ossb_store_ingest *in);
 /* Finish: verify against `expected` (if non-NULL; a mismatch removes the temp file and returns
- * -EBADMSG), fsync, rename into place.  An already-present blob is kept (the temp removed). */
+ * -EBADMSG), fsync, rename into place.  An already-present blob is kept (the temp removed).
+ * Whatever the outcome, the ingest is finished afterwards (only ossb_store_ingest_free remains).
+ * Blobs are stored read-only (0444). */
 int ossb_store_ingest_commit(struct ossb_store_ingest *in, const char *expected,
                              char ret_digest[OSSB_DIGEST_STR_LEN + 1], int64_t *ret_size,
                              struct ossb_error **err);

@@ -25,8 +25,14 @@ void ossb_dockerignore_free(struct ossb_dockerignore *di);
 /* Is `relpath` (cleaned, '/'-separated, relative to the context root, no leading "/") excluded?
  * Parent directories' matches count (moby's MatchesOrParentMatches). */
 bool ossb_dockerignore_excluded(const struct ossb_dockerignore *di, const char *relpath);
+/* The same, for callers that must tell a failure apart: 1 excluded, 0 not, -ENOMEM.
+ * (ossb_dockerignore_excluded answers false on ENOMEM.)  The context root (".") is never
+ * excluded. */
+int ossb_dockerignore_match(const struct ossb_dockerignore *di, const char *relpath);
 /* When a directory is excluded, must the walker still descend into it because an exception
- * pattern could re-include something below it? */
+ * pattern could re-include something below it?  Decided as BuildKit's walker (fsutil) does:
+ * always when some exception has glob characters before a trailing slash-star or slash-star-star, else when
+ * an exception pattern lies under `reldir`. */
 bool ossb_dockerignore_must_descend(const struct ossb_dockerignore *di, const char *reldir);
 
 /* Go's filepath.Match (used for COPY source globs too): 0 no match, 1 match, -EINVAL for a bad

@@ -65,6 +65,7 @@ struct ossb_df_inst {
         char **run_mounts;    /* each --mount=... value */
         char *run_network;    /* --network value or NULL */
         char *run_security;   /* --security value or NULL */
+        char **run_devices;   /* added: each --device=... value (BuildKit accepts it; raw) */
 
         /* ENV, LABEL, ARG (several pairs allowed) */
         struct ossb_df_kv *kvs;
@@ -87,6 +88,8 @@ struct ossb_df_inst {
         char **excludes;     /* --exclude (repeatable) */
         char *checksum;      /* ADD --checksum */
         bool keep_git_dir;   /* ADD --keep-git-dir */
+        bool keep_git_dir_set; /* added: --keep-git-dir was given (BuildKit's *bool) */
+        int unpack;          /* added: ADD --unpack: -1 not given, 0 false, 1 true */
         bool sources_json;   /* sources given in JSON form */
 
         /* HEALTHCHECK */
@@ -96,6 +99,11 @@ struct ossb_df_inst {
         char *hc_start_period;
         char *hc_start_interval;
         char *hc_retries;    /* raw integer text */
+        /* (added) Optional string flags that were not given, or given empty ("--from="),
+         * are NULL: BuildKit treats an empty value as unset.  Durations and retries are
+         * validated as BuildKit does (time.ParseDuration, >= 1ms unless 0; retries an int32
+         * >= 0) but kept as written.  EXPOSE words are sorted (BuildKit's slices.Sort); VOLUME
+         * words are trimmed.  RUN --mount/--device values are not validated here. */
 
         /* ONBUILD: the trigger expression as it will be stored in the config (e.g.
          * "RUN echo hi"), validated (ONBUILD ONBUILD / FROM / MAINTAINER are errors) */
@@ -117,16 +125,31 @@ struct ossb_df_plan {
         size_t n_stages;
 };
 
+/* Errors (all "<path>:<line>: ..."): the instruction errors of BuildKit's instructions.Parse,
+ * "no build stage in current context" for an instruction other than ARG before the first
+ * FROM, "dockerfile contains no stages to build" when there is no FROM at all, and a
+ * duplicate stage name (BuildKit only lints that; here it is an error). */
 int ossb_df_plan_new(const struct ossb_dockerfile *df, struct ossb_df_plan **ret, struct ossb_error **err);
 void ossb_df_plan_free(struct ossb_df_plan *p);
+static inline void ossb_df_plan_freep(struct ossb_df_plan **p)
+{
+        if (*p)
+                ossb_df_plan_free(*p);
+}
+#define _cleanup_df_plan_ __attribute__((cleanup(ossb_df_plan_freep)))
 
 /* Find a stage by name (case-insensitive) or by decimal index; NULL when none. */
 const struct ossb_df_stage *ossb_df_plan_find_stage(const struct ossb_df_plan *p, const char *name_or_index);
 
 /* Parse one instruction line (an ONBUILD trigger from a base image config) into a plan
- * instruction; `ret_df` keeps the parse alive and must be freed after `ret`. */
+ * instruction; `ret_df` keeps the parse alive and must be freed after `ret`.  The text must be
+ * one instruction (heredoc bodies may follow it, as ONBUILD stores them); FROM, ONBUILD and
+ * MAINTAINER are refused as triggers. */
 int ossb_df_parse_trigger(const char *trigger, struct ossb_dockerfile **ret_df, struct ossb_df_inst **ret,
                           struct ossb_error **err);
 void ossb_df_inst_free(struct ossb_df_inst *i); /* frees members and i itself */
+
+/* Added: the upper-case keyword of a kind ("RUN"), for messages. */
+const char *ossb_df_kind_name(enum ossb_df_kind kind);
 
 #endif

@@ -16,6 +16,12 @@
 
 /* Hostile-input bounds. */
 #define OSSB_DF_MAX_SIZE (16u * 1024u * 1024u)
+/* Added: the longest physical line (BuildKit's bufio.Scanner limit, 64 KiB - 1), the most
+ * physical lines in one Dockerfile, and how deeply ONBUILD may nest inside ONBUILD (BuildKit's
+ * parser accepts `ONBUILD ONBUILD RUN x`; the instructions reject it). */
+#define OSSB_DF_MAX_LINE_LEN 65535u
+#define OSSB_DF_MAX_LINES (1u << 20)
+#define OSSB_DF_MAX_ONBUILD_DEPTH 8
 
 struct ossb_df_heredoc {
         char *name;    /* delimiter word, quotes removed */
@@ -44,7 +50,11 @@ struct ossb_df_instruction {
                           *   healthcheck: args[0] "NONE" or "CMD", then the command as above
                           *   onbuild: empty; see `sub` */
         bool json;       /* exec (JSON) form */
-        struct ossb_df_heredoc *heredocs;
+        bool kv_legacy;  /* added: env/label in the old "KEY value" form (one pair, no '=';
+                          * BuildKit's empty separator node / NoDelim) */
+        struct ossb_df_heredoc *heredocs; /* RUN/COPY/ADD (not in JSON form); for ONBUILD the
+                                           * trigger's heredocs sit here, on the onbuild node,
+                                           * as in BuildKit */
         size_t n_heredocs;
         struct ossb_df_instruction *sub; /* onbuild: the trigger, parsed (owned) */
 };
@@ -56,13 +66,39 @@ struct ossb_dockerfile {
         char *check;   /* "# check=" value or NULL (ignored) */
         struct ossb_df_instruction *insts;
         size_t n_insts;
-        char **warnings; /* e.g. empty continuation lines, as BuildKit warns; may be NULL */
+        char **warnings; /* e.g. empty continuation lines, as BuildKit warns; may be NULL.
+                          * Each is "<path>:<line>: <BuildKit's short text>". */
 };
 
 /* Parse `data` (len bytes).  `path` names the file in messages ("-" for stdin is fine). */
 int ossb_dockerfile_parse(const char *path, const char *data, size_t len, struct ossb_dockerfile **ret,
                           struct ossb_error **err);
 void ossb_dockerfile_free(struct ossb_dockerfile *df);
+static inline void ossb_dockerfile_freep(struct ossb_dockerfile **df)
+{
+        if (*df)
+                ossb_dockerfile_free(*df);
+}
+#define _cleanup_dockerfile_ __attribute__((cleanup(ossb_dockerfile_freep)))
+
+/* Added: read `path` (at most OSSB_DF_MAX_SIZE bytes; "-" reads stdin) and parse it.  A
+ * missing or unreadable file is a usage error too. */
+int ossb_dockerfile_parse_file(const char *path, struct ossb_dockerfile **ret, struct ossb_error **err);
+
+/* Added: heredoc helpers for the engine (BuildKit's parser.ParseHeredoc and
+ * ChompHeredocContent).
+ * ossb_df_heredoc_parse_word: is `word` (e.g. "<<EOF", "3<<-'EOF'") a heredoc?  Returns 1 and
+ *   fills *ret (name owned: free with ossb_df_heredoc_clear; content NULL) if it is, 0 if not,
+ *   or a negative errno (with *err, a usage error) when its quoting is broken ("<<'EOF").
+ * ossb_df_heredoc_chomp: `content` with leading tabs removed from every line (<<-); caller
+ *   frees *ret.
+ * ossb_df_instruction_find_heredoc: the heredoc of `inst` named `name` (the last one of that
+ *   name, as BuildKit's lookup map keeps), or NULL. */
+int ossb_df_heredoc_parse_word(const char *word, struct ossb_df_heredoc *ret, struct ossb_error **err);
+int ossb_df_heredoc_chomp(const char *content, char **ret);
+const struct ossb_df_heredoc *ossb_df_instruction_find_heredoc(const struct ossb_df_instruction *inst,
+                                                              const char *name);
+void ossb_df_heredoc_clear(struct ossb_df_heredoc *h);
 
 /* The parse as JSON (for `ossb debug parse` and tests); caller frees. */
 int ossb_dockerfile_to_json(const struct ossb_dockerfile *df, char **ret);

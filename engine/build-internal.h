@@ -1,0 +1,77 @@
+/* engine/build-internal.h - state shared by the files of the build (build.c, dispatch.c,
+ * progress.c); never included from outside engine/. */
+#ifndef OSSB_ENGINE_BUILD_INTERNAL_H
+#define OSSB_ENGINE_BUILD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "engine/imageconfig.h"
+#include "engine/dockerfile/dockerignore.h"
+#include "engine/dockerfile/instructions.h"
+#include "engine/dockerfile/parser.h"
+#include "engine/engine.h"
+#include "engine/rootfs.h"
+#include "oci/image.h"
+#include "oci/store.h"
+
+struct stage_state {
+        const struct ossb_df_stage *stage;
+        bool needed;
+        bool visiting;
+        bool done;
+        char *base_image;             /* FROM, expanded */
+        struct stage_state *base;     /* FROM <stage>, or NULL */
+        struct ossb_tree root;        /* the stage's root file system */
+        json_object *img;             /* image config */
+        struct ossb_descriptor *layers;
+        size_t n_layers;
+        char **args;                  /* "K=V" of the stage's ARGs that have a value */
+        bool cmd_set;
+        struct ossb_platform_spec platform;
+};
+
+struct progress {
+        enum ossb_progress_mode mode;
+        int next_id;
+        int64_t started_ns;
+};
+
+struct build {
+        const struct ossb_build_opts *opts;
+        struct ossb_dockerfile *df;
+        struct ossb_df_plan *plan;
+        struct ossb_store *store;
+        char *workdir;
+        struct ossb_tree context;
+        struct ossb_dockerignore *ignore;
+        char **meta_env;   /* global ARG values and automatic platform args, "K=V" */
+        char **used_args;  /* names of build args some ARG consumed */
+        struct stage_state *stages;
+        size_t n_stages;
+        struct ossb_platform_spec target_platform;
+        struct ossb_platform_spec build_platform;
+        int64_t now;
+        char created[64];
+        struct progress progress;
+};
+
+/* dispatch.c */
+int ossb_dispatch(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, struct ossb_error **err);
+/* Expansion env of a stage: its ARGs, then the config's Env (Env wins); caller frees. */
+char **ossb_stage_env(const struct stage_state *s);
+int ossb_expand(const struct build *b, char *const *env, const char *word, char **ret, struct ossb_error **err);
+/* Resolve COPY --from / FROM names to a stage (by name or index); NULL when none. */
+struct stage_state *ossb_find_stage(struct build *b, const char *name);
+/* "<file>:<line>" context for errors about an instruction. */
+int ossb_wrap_inst(const struct build *b, const struct ossb_df_inst *inst, struct ossb_error **err);
+
+/* progress.c */
+int ossb_progress_start(struct build *b, const char *label, const char *text);
+void ossb_progress_done(struct build *b, int id, int64_t start_ns, bool failed);
+void ossb_progress_note(struct build *b, int id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int64_t ossb_now_ns(void);
+
+#endif

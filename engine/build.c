@@ -1,0 +1,743 @@
+/* engine/build.c - a build from start to end: parse, plan the stages the target needs, run
+ * them in dependency order, write the image to the store, export it to every output. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "engine/build-internal.h"
+#include "engine/dockerfile/shell.h"
+#include "engine/reference.h"
+#include "oci/layout.h"
+
+int ossb_arg_resolve(struct build *b, char *const *env, char *const *global, const struct ossb_df_kv *kv, char **ret,
+                     struct ossb_error **err);
+
+/* --- outputs and platforms ---------------------------------------------------------------- */
+
+void ossb_output_clear(struct ossb_output *o)
+{
+        free(o->dest);
+        o->dest = NULL;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+        size_t n = strlen(s), m = strlen(suffix);
+        return n >= m && streq(s + n - m, suffix);
+}
+
+int ossb_output_parse(const char *spec, struct ossb_output *ret, struct ossb_error **err)
+{
+        struct ossb_output o = { .type = OSSB_OUTPUT_OCI };
+        _cleanup_free_ char *copy = strdup(spec);
+        bool have_type = false, tar_set = false;
+        if (!copy)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        if (!strchr(spec, '=')) {
+                o.dest = strdup(spec);
+                if (!o.dest)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+                o.tar = ends_with(spec, ".tar");
+                *ret = o;
+                return 0;
+        }
+        for (char *p = copy, *next; p; p = next) {
+                next = strchr(p, ',');
+                if (next)
+                        *next++ = '\0';
+                char *eq = strchr(p, '=');
+                if (!eq)
+                        goto bad;
+                *eq = '\0';
+                const char *v = eq + 1;
+                if (streq(p, "type")) {
+                        have_type = true;
+                        if (streq(v, "oci"))
+                                o.type = OSSB_OUTPUT_OCI;
+                        else if (streq(v, "docker"))
+                                o.type = OSSB_OUTPUT_DOCKER;
+                        else {
+                                free(o.dest);
+                                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                                                       "--output %s: unsupported type `%s` (supported: oci, docker)", spec, v);
+                        }
+                } else if (streq(p, "dest")) {
+                        free(o.dest);
+                        o.dest = strdup(v);
+                        if (!o.dest)
+                                return ossb_error_set(err, -ENOMEM, "out of memory");
+                } else if (streq(p, "tar")) {
+                        if (!streq(v, "true") && !streq(v, "false"))
+                                goto bad;
+                        o.tar = streq(v, "true");
+                        tar_set = true;
+                } else if (streq(p, "name")) {
+                        /* accepted for buildx compatibility; tags come from -t */
+                } else {
+                        free(o.dest);
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: unknown key `%s`", spec, p);
+                }
+        }
+        if (!have_type || !o.dest || !*o.dest) {
+                free(o.dest);
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: `type=` and `dest=` are required", spec);
+        }
+        if (o.type == OSSB_OUTPUT_DOCKER)
+                o.tar = true;
+        else if (!tar_set)
+                o.tar = ends_with(o.dest, ".tar");
+        *ret = o;
+        return 0;
+bad:
+        free(o.dest);
+        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                               "--output %s: expected type=oci|docker,dest=PATH[,tar=true|false]", spec);
+}
+
+static const char *normalize_arch(const char *a)
+{
+        if (streq(a, "x86_64") || streq(a, "x86-64"))
+                return "amd64";
+        if (streq(a, "aarch64"))
+                return "arm64";
+        if (streq(a, "i386") || streq(a, "i486") || streq(a, "i586") || streq(a, "i686"))
+                return "386";
+        if (strncmp(a, "armv", 4) == 0 || streq(a, "armhf") || streq(a, "armel"))
+                return "arm";
+        return a;
+}
+
+const char *ossb_host_platform(void)
+{
+        static char buf[64];
+        struct utsname u;
+        if (!buf[0]) {
+                if (uname(&u) < 0)
+                        snprintf(buf, sizeof(buf), "linux/amd64");
+                else
+                        snprintf(buf, sizeof(buf), "linux/%s", normalize_arch(u.machine));
+        }
+        return buf;
+}
+
+static int platform_parse(const char *s, struct ossb_platform_spec *ret, struct ossb_error **err)
+{
+        _cleanup_free_ char *copy = strdup(s);
+        struct ossb_platform_spec p = { .os = "" };
+        if (!copy)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        char *os = copy, *arch = strchr(copy, '/'), *variant = NULL;
+        if (arch) {
+                *arch++ = '\0';
+                variant = strchr(arch, '/');
+                if (variant)
+                        *variant++ = '\0';
+        }
+        for (char *c = copy; *c; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                        *c = (char) (*c - 'A' + 'a');
+        if (!*os || !arch || !*arch || (variant && (!*variant || strchr(variant, '/'))) || strlen(os) >= 32 ||
+            strlen(arch) >= 32 || (variant && strlen(variant) >= 32))
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                                       "invalid platform `%s`: expected OS/ARCH[/VARIANT], e.g. linux/amd64", s);
+        if (!streq(os, "linux"))
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "unsupported platform `%s`: only linux images are built",
+                                       s);
+        snprintf(p.os, sizeof(p.os), "%s", os);
+        snprintf(p.architecture, sizeof(p.architecture), "%s", normalize_arch(arch));
+        if (variant)
+                snprintf(p.variant, sizeof(p.variant), "%s", variant);
+        /* containerd's normalisation: arm64/v8 -> arm64, arm -> arm/v7 */
+        if (streq(p.architecture, "arm64") && streq(p.variant, "v8"))
+                p.variant[0] = '\0';
+        if (streq(p.architecture, "arm") && !p.variant[0])
+                snprintf(p.variant, sizeof(p.variant), "v7");
+        *ret = p;
+        return 0;
+}
+
+static int platform_string(const struct ossb_platform_spec *p, char *buf, size_t size)
+{
+        return snprintf(buf, size, "%s/%s%s%s", p->os, p->architecture, p->variant[0] ? "/" : "", p->variant);
+}
+
+/* --- global args ------------------------------------------------------------------------- */
+
+static int push_kv(char ***v, const char *k, const char *value)
+{
+        char *kv = NULL;
+        if (asprintf(&kv, "%s=%s", k, value) < 0)
+                return -ENOMEM;
+        return ossb_strv_consume(v, kv);
+}
+
+static int automatic_args(struct build *b)
+{
+        char tp[128], bp[128];
+        platform_string(&b->target_platform, tp, sizeof(tp));
+        platform_string(&b->build_platform, bp, sizeof(bp));
+        if (push_kv(&b->meta_env, "TARGETPLATFORM", tp) < 0 || push_kv(&b->meta_env, "TARGETOS", b->target_platform.os) < 0 ||
+            push_kv(&b->meta_env, "TARGETARCH", b->target_platform.architecture) < 0 ||
+            push_kv(&b->meta_env, "TARGETVARIANT", b->target_platform.variant) < 0 ||
+            push_kv(&b->meta_env, "BUILDPLATFORM", bp) < 0 || push_kv(&b->meta_env, "BUILDOS", b->build_platform.os) < 0 ||
+            push_kv(&b->meta_env, "BUILDARCH", b->build_platform.architecture) < 0 ||
+            push_kv(&b->meta_env, "BUILDVARIANT", b->build_platform.variant) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int global_args(struct build *b, struct ossb_error **err)
+{
+        if (automatic_args(b) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < b->plan->n_meta_args; i++) {
+                const struct ossb_df_inst *inst = &b->plan->meta_args[i];
+                for (size_t k = 0; k < inst->n_kvs; k++) {
+                        _cleanup_free_ char *value = NULL;
+                        int r = ossb_arg_resolve(b, b->meta_env, NULL, &inst->kvs[k], &value, err);
+                        if (r < 0)
+                                return ossb_wrap_inst(b, inst, err);
+                        if (value && push_kv(&b->meta_env, inst->kvs[k].key, value) < 0)
+                                return ossb_error_set(err, -ENOMEM, "out of memory");
+                }
+        }
+        return 0;
+}
+
+/* --- planning: which stages the target needs --------------------------------------------- */
+
+static int stage_deps(struct build *b, struct stage_state *s, struct ossb_error **err);
+
+static int need_stage(struct build *b, struct stage_state *s, struct ossb_error **err)
+{
+        if (s->needed)
+                return 0;
+        if (s->visiting)
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -ELOOP, "%s: circular dependency between build stages at stage `%s`",
+                                       b->df->path, s->stage->name ? s->stage->name : "?");
+        s->visiting = true;
+        int r = stage_deps(b, s, err);
+        s->visiting = false;
+        s->needed = r >= 0;
+        return r;
+}
+
+static int stage_deps(struct build *b, struct stage_state *s, struct ossb_error **err)
+{
+        const struct ossb_df_stage *st = s->stage;
+        _cleanup_free_ char *image = NULL;
+        int r = ossb_expand(b, b->meta_env, st->from.from_image, &image, err);
+        if (r < 0)
+                return ossb_wrap_inst(b, &st->from, err);
+        if (!*image) {
+                ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "base name (%s) should not be blank", st->from.from_image);
+                return ossb_wrap_inst(b, &st->from, err);
+        }
+        const struct ossb_df_stage *base = ossb_df_plan_find_stage(b->plan, image);
+        /* a stage name refers to an earlier stage only; an index never resolves in FROM */
+        if (base && base->index < st->index && base->name && strcasecmp(base->name, image) == 0) {
+                s->base = &b->stages[base->index];
+                r = need_stage(b, s->base, err);
+                if (r < 0)
+                        return r;
+        }
+        s->base_image = TAKE_PTR(image);
+        for (size_t i = 0; i < st->n_insts; i++) {
+                const struct ossb_df_inst *inst = &st->insts[i];
+                if ((inst->kind != OSSB_DF_COPY && inst->kind != OSSB_DF_ADD) || !inst->copy_from)
+                        continue;
+                _cleanup_free_ char *from = NULL;
+                r = ossb_expand(b, b->meta_env, inst->copy_from, &from, err);
+                if (r < 0)
+                        return ossb_wrap_inst(b, inst, err);
+                struct stage_state *dep = ossb_find_stage(b, from);
+                if (dep == s) {
+                        ossb_error_setx(err, OSSB_EXIT_USAGE, -ELOOP, "a stage cannot copy from itself (--from=%s)", from);
+                        return ossb_wrap_inst(b, inst, err);
+                }
+                if (dep && (r = need_stage(b, dep, err)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* --- running a stage --------------------------------------------------------------------- */
+
+static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct ossb_error **err)
+{
+        _cleanup_free_ char *dir = NULL;
+        int r;
+        if (asprintf(&dir, "%s/stage-%zu", b->workdir, idx) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        s->platform = b->target_platform;
+        if (s->stage->from.from_platform) {
+                _cleanup_free_ char *p = NULL;
+                r = ossb_expand(b, b->meta_env, s->stage->from.from_platform, &p, err);
+                if (r >= 0)
+                        r = platform_parse(p, &s->platform, err);
+                if (r < 0)
+                        return ossb_wrap_inst(b, &s->stage->from, err);
+        }
+        if (s->base) {
+                r = ossb_tree_clone(s->base->root.path, dir, err);
+                if (r < 0)
+                        return r;
+                s->img = ossb_config_copy(s->base->img);
+                s->layers = calloc(s->base->n_layers + 1, sizeof(*s->layers));
+                if (!s->img || !s->layers)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+                for (size_t i = 0; i < s->base->n_layers; i++) {
+                        s->layers[i] = s->base->layers[i];
+                        s->layers[i].media_type = strdup(s->base->layers[i].media_type);
+                        s->layers[i].annotations = NULL;
+                        if (!s->layers[i].media_type)
+                                return ossb_error_set(err, -ENOMEM, "out of memory");
+                        s->n_layers++;
+                }
+                s->platform = s->base->platform;
+        } else if (strcasecmp(s->base_image, "scratch") == 0) {
+                if (mkdir(dir, 0755) < 0)
+                        return ossb_error_set(err, -errno, "cannot create `%s`: %m", dir);
+                s->img = ossb_config_new(&s->platform);
+                if (!s->img || ossb_config_env_set(s->img, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") < 0 ||
+                    ossb_config_set_str(s->img, "WorkingDir", "/") < 0)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+        } else {
+                struct ossb_reference *ref = NULL;
+                r = ossb_reference_parse(s->base_image, &ref, err);
+                ossb_reference_free(ref);
+                if (r >= 0)
+                        ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP,
+                                        "FROM %s: pulling base images needs the registry client, which this version of ossb "
+                                        "does not have yet; use FROM scratch or a stage of this Dockerfile",
+                                        s->base_image);
+                return ossb_wrap_inst(b, &s->stage->from, err);
+        }
+        return ossb_tree_open(dir, &s->root, err);
+}
+
+static int run_onbuild(struct build *b, struct stage_state *s, struct ossb_error **err)
+{
+        _cleanup_strv_free_ char **triggers = NULL;
+        if (ossb_config_get_strv(s->img, "OnBuild", &triggers) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        if (!triggers || !triggers[0])
+                return 0;
+        /* the triggers run once, in this stage, and are not inherited further */
+        if (ossb_config_set_strv(s->img, "OnBuild", NULL) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; triggers[i]; i++) {
+                struct ossb_dockerfile *tdf = NULL;
+                struct ossb_df_inst *inst = NULL;
+                int r = ossb_df_parse_trigger(triggers[i], &tdf, &inst, err);
+                if (r >= 0) {
+                        int64_t t0 = ossb_now_ns();
+                        int id = ossb_progress_start(b, "onbuild", triggers[i]);
+                        r = ossb_dispatch(b, s, inst, err);
+                        ossb_progress_done(b, id, t0, r < 0);
+                }
+                if (r < 0)
+                        ossb_error_wrap(err, "ONBUILD trigger `%s` of the base", triggers[i]);
+                ossb_df_inst_free(inst);
+                ossb_dockerfile_free(tdf);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int run_stage(struct build *b, struct stage_state *s, size_t idx, struct ossb_error **err)
+{
+        const struct ossb_df_stage *st = s->stage;
+        char label[96], idxs[24];
+        snprintf(idxs, sizeof(idxs), "%zu", idx);
+        snprintf(label, sizeof(label), "%s%s %zu/%zu", st->name ? st->name : "stage-", st->name ? "" : idxs, (size_t) 1, st->n_insts + 1);
+        int64_t t0 = ossb_now_ns();
+        int id = ossb_progress_start(b, label, st->from.node ? st->from.node->original : "FROM");
+        int r = stage_init(b, s, idx, err);
+        ossb_progress_done(b, id, t0, r < 0);
+        if (r < 0)
+                return r;
+        r = run_onbuild(b, s, err);
+        if (r < 0)
+                return ossb_wrap_inst(b, &st->from, err);
+        for (size_t i = 0; i < st->n_insts; i++) {
+                const struct ossb_df_inst *inst = &st->insts[i];
+                snprintf(label, sizeof(label), "%s%s %zu/%zu", st->name ? st->name : "stage-", st->name ? "" : idxs, i + 2,
+                         st->n_insts + 1);
+                t0 = ossb_now_ns();
+                id = ossb_progress_start(b, label, inst->node ? inst->node->original : "?");
+                r = ossb_dispatch(b, s, inst, err);
+                ossb_progress_done(b, id, t0, r < 0);
+                if (r < 0)
+                        return ossb_wrap_inst(b, inst, err);
+        }
+        s->done = true;
+        return 0;
+}
+
+static int run_needed(struct build *b, struct stage_state *s, struct ossb_error **err)
+{
+        if (s->done)
+                return 0;
+        /* dependencies first: the base, then every --from */
+        if (s->base) {
+                int r = run_needed(b, s->base, err);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < s->stage->n_insts; i++) {
+                const struct ossb_df_inst *inst = &s->stage->insts[i];
+                if ((inst->kind != OSSB_DF_COPY && inst->kind != OSSB_DF_ADD) || !inst->copy_from)
+                        continue;
+                _cleanup_free_ char *from = NULL;
+                if (ossb_expand(b, b->meta_env, inst->copy_from, &from, NULL) < 0)
+                        continue;
+                struct stage_state *dep = ossb_find_stage(b, from);
+                if (dep && dep != s) {
+                        int r = run_needed(b, dep, err);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return run_stage(b, s, (size_t) (s - b->stages), err);
+}
+
+/* --- export ------------------------------------------------------------------------------ */
+
+static int apply_labels(struct build *b, struct stage_state *s, struct ossb_error **err)
+{
+        for (size_t i = 0; b->opts->labels && b->opts->labels[i]; i++) {
+                const char *kv = b->opts->labels[i];
+                const char *eq = strchr(kv, '=');
+                _cleanup_free_ char *k = eq ? strndup(kv, (size_t) (eq - kv)) : strdup(kv);
+                if (!k || ossb_config_label_set(s->img, k, eq ? eq + 1 : "") < 0)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+        }
+        return 0;
+}
+
+struct tags {
+        struct ossb_layout_tag *layout;
+        char **refs;      /* ref names (OCI) */
+        char **full;      /* full names */
+        char **familiar;  /* docker-archive RepoTags */
+        size_t n;
+};
+
+static void tags_free(struct tags *t)
+{
+        free(t->layout);
+        ossb_strv_free(t->refs);
+        ossb_strv_free(t->full);
+        ossb_strv_free(t->familiar);
+}
+
+static int tags_prepare(struct build *b, struct tags *t, struct ossb_error **err)
+{
+        for (size_t i = 0; b->opts->tags && b->opts->tags[i]; i++) {
+                struct ossb_reference *ref = NULL;
+                int r = ossb_reference_parse(b->opts->tags[i], &ref, err);
+                if (r < 0)
+                        return ossb_error_wrap(err, "-t");
+                char *full = ossb_reference_full(ref), *fam = ossb_reference_familiar(ref);
+                ossb_reference_free(ref);
+                if (ossb_strv_consume(&t->full, full) < 0 || ossb_strv_consume(&t->familiar, fam) < 0 ||
+                    ossb_strv_push(&t->refs, fam) < 0)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+                t->n++;
+        }
+        t->layout = calloc(t->n + 1, sizeof(*t->layout));
+        if (!t->layout)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < t->n; i++)
+                t->layout[i] = (struct ossb_layout_tag) { .ref_name = t->refs[i], .full_name = t->full[i] };
+        return 0;
+}
+
+static int export_one(struct build *b, const struct ossb_output *o, const struct ossb_descriptor *manifest,
+                      const struct tags *t, struct ossb_error **err)
+{
+        int64_t t0 = ossb_now_ns();
+        char text[4200];
+        snprintf(text, sizeof(text), "exporting to %s %s", o->type == OSSB_OUTPUT_DOCKER ? "docker-archive" :
+                                                             o->tar ? "OCI layout tar" : "OCI layout", o->dest);
+        int id = ossb_progress_start(b, "export", text);
+        int r;
+        if (o->type == OSSB_OUTPUT_DOCKER)
+                r = ossb_docker_archive_write(b->store, o->dest, manifest, t->familiar, err);
+        else if (o->tar)
+                r = ossb_layout_write_tar(b->store, o->dest, manifest, t->layout, t->n, err);
+        else
+                r = ossb_layout_write_dir(b->store, o->dest, manifest, t->layout, t->n, err);
+        ossb_progress_done(b, id, t0, r < 0);
+        if (r < 0)
+                ossb_error_wrap(err, "--output %s", o->dest);
+        return r;
+}
+
+static int export_image(struct build *b, struct stage_state *s, struct ossb_build_result *ret, struct ossb_error **err)
+{
+        struct ossb_descriptor manifest = { 0 }, config = { 0 };
+        struct tags t = { 0 };
+        int r = tags_prepare(b, &t, err);
+        if (r >= 0)
+                r = apply_labels(b, s, err);
+        if (r < 0)
+                goto out;
+        ossb_config_set_created(s->img, b->created);
+        if (ossb_config_finalize(&s->img) < 0) {
+                r = ossb_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        r = ossb_image_write(b->store, s->img, s->layers, s->n_layers, NULL, &manifest, &config, err);
+        if (r < 0)
+                goto out;
+        for (size_t i = 0; i < b->opts->n_outputs && r >= 0; i++)
+                r = export_one(b, &b->opts->outputs[i], &manifest, &t, err);
+        if (r < 0)
+                goto out;
+        memcpy(ret->manifest_digest, manifest.digest, sizeof(ret->manifest_digest));
+        memcpy(ret->config_digest, config.digest, sizeof(ret->config_digest));
+        ret->manifest_size = manifest.size;
+        if (t.n) {
+                _cleanup_strbuf_ struct ossb_strbuf sb = OSSB_STRBUF_INIT;
+                for (size_t i = 0; i < t.n; i++)
+                        if (ossb_strbuf_appendf(&sb, "%s%s", i ? "," : "", t.full[i]) < 0) {
+                                r = ossb_error_set(err, -ENOMEM, "out of memory");
+                                goto out;
+                        }
+                ret->image_names = ossb_strbuf_steal(&sb);
+        }
+out:
+        ossb_descriptor_clear(&manifest);
+        ossb_descriptor_clear(&config);
+        tags_free(&t);
+        return r;
+}
+
+void ossb_build_result_clear(struct ossb_build_result *r)
+{
+        free(r->image_names);
+        r->image_names = NULL;
+}
+
+/* --- work directory ---------------------------------------------------------------------- */
+
+/* Remove work dirs of builds whose process is gone (killed before it could clean up). */
+static void cleanup_stale(const char *builds)
+{
+        DIR *d = opendir(builds);
+        struct dirent *de;
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char *end = NULL;
+                long pid = strtol(de->d_name, &end, 10);
+                if (pid <= 0 || *end != '-')
+                        continue;
+                if (kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                _cleanup_free_ char *p = ossb_path_join(builds, de->d_name);
+                if (p)
+                        (void) ossb_rm_rf(p);
+        }
+        closedir(d);
+}
+
+static int make_workdir(struct build *b, struct ossb_error **err)
+{
+        _cleanup_free_ char *builds = ossb_path_join(b->opts->cache_dir, "builds");
+        if (!builds)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        int r = ossb_mkdir_p(builds, 0700);
+        if (r < 0)
+                return ossb_error_setx(err, OSSB_EXIT_INTERNAL, r, "cannot create `%s`: %s", builds, strerror(-r));
+        cleanup_stale(builds);
+        _cleanup_free_ char *tmpl = NULL;
+        if (asprintf(&tmpl, "%s/%ld-XXXXXX", builds, (long) getpid()) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        if (!mkdtemp(tmpl))
+                return ossb_error_set(err, -errno, "cannot create a build directory under `%s`: %m", builds);
+        b->workdir = TAKE_PTR(tmpl);
+        return 0;
+}
+
+/* --- entry ------------------------------------------------------------------------------- */
+
+static void build_free(struct build *b)
+{
+        for (size_t i = 0; i < b->n_stages; i++) {
+                struct stage_state *s = &b->stages[i];
+                if (s->root.path)
+                        ossb_tree_close(&s->root);
+                json_object_put(s->img);
+                for (size_t k = 0; k < s->n_layers; k++)
+                        ossb_descriptor_clear(&s->layers[k]);
+                free(s->layers);
+                ossb_strv_free(s->args);
+                free(s->base_image);
+        }
+        free(b->stages);
+        if (b->workdir) {
+                (void) ossb_rm_rf(b->workdir);
+                free(b->workdir);
+        }
+        if (b->context.path)
+                ossb_tree_close(&b->context);
+        ossb_dockerignore_free(b->ignore);
+        ossb_strv_free(b->meta_env);
+        ossb_strv_free(b->used_args);
+        ossb_df_plan_free(b->plan);
+        ossb_dockerfile_free(b->df);
+        ossb_store_free(b->store);
+}
+
+static int open_context(struct build *b, struct ossb_error **err)
+{
+        struct stat st;
+        if (stat(b->opts->context_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTDIR, "build context `%s` is not a directory",
+                                       b->opts->context_dir);
+        int r = ossb_tree_open(b->opts->context_dir, &b->context, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *ignore = ossb_path_join(b->context.path, ".dockerignore"), *data = NULL;
+        size_t len = 0;
+        if (!ignore)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        r = ossb_read_file(ignore, 16u << 20, &data, &len, NULL);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, r, "cannot read `%s`: %s", ignore, strerror(-r));
+        return ossb_dockerignore_parse(ignore, data, len, &b->ignore, err);
+}
+
+static int set_times(struct build *b)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (b->opts->source_date_epoch >= 0) {
+                b->now = b->opts->source_date_epoch;
+                ossb_format_time(b->now, 0, b->created, sizeof(b->created));
+        } else {
+                b->now = ts.tv_sec;
+                ossb_format_time(ts.tv_sec, ts.tv_nsec, b->created, sizeof(b->created));
+        }
+        return 0;
+}
+
+static void warn_unused_args(struct build *b)
+{
+        static const char *const builtin[] = { "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                                               "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
+                                               "SOURCE_DATE_EPOCH" };
+        for (size_t i = 0; b->opts->build_args && b->opts->build_args[i]; i++) {
+                const char *kv = b->opts->build_args[i];
+                size_t n = strcspn(kv, "=");
+                _cleanup_free_ char *k = strndup(kv, n);
+                bool skip = false;
+                if (!k)
+                        return;
+                for (size_t j = 0; j < ELEMENTSOF(builtin); j++)
+                        skip |= streq(k, builtin[j]);
+                for (size_t j = 0; b->meta_env && b->meta_env[j] && !skip; j++)
+                        skip |= strncmp(b->meta_env[j], k, n) == 0 && b->meta_env[j][n] == '=';
+                if (!skip && !ossb_strv_contains(b->used_args, k))
+                        log_warn("build argument `%s` was not consumed by any ARG instruction", k);
+        }
+}
+
+static int build_prepare(struct build *b, struct ossb_error **err)
+{
+        _cleanup_free_ char *store = ossb_path_join(b->opts->cache_dir, "store");
+        int r;
+        if (!store)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        r = ossb_dockerfile_parse(b->opts->dockerfile_name, b->opts->dockerfile_data, b->opts->dockerfile_len, &b->df, err);
+        if (r >= 0)
+                r = ossb_df_plan_new(b->df, &b->plan, err);
+        if (r < 0)
+                return r;
+        r = platform_parse(ossb_host_platform(), &b->build_platform, err);
+        if (r >= 0)
+                r = platform_parse(b->opts->platform ? b->opts->platform : ossb_host_platform(), &b->target_platform, err);
+        if (r >= 0)
+                r = open_context(b, err);
+        if (r >= 0)
+                r = global_args(b, err);
+        if (r < 0)
+                return r;
+        r = ossb_mkdir_p(b->opts->cache_dir, 0700);
+        if (r < 0)
+                return ossb_error_setx(err, OSSB_EXIT_INTERNAL, r, "cannot create cache directory `%s`: %s", b->opts->cache_dir,
+                                       strerror(-r));
+        r = ossb_store_open(store, &b->store, err);
+        if (r >= 0)
+                r = make_workdir(b, err);
+        return r;
+}
+
+static int select_target(struct build *b, struct stage_state **ret, struct ossb_error **err)
+{
+        if (b->opts->target) {
+                const struct ossb_df_stage *st = ossb_df_plan_find_stage(b->plan, b->opts->target);
+                if (!st || !st->name || strcasecmp(st->name, b->opts->target) != 0)
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOENT, "%s: target stage `%s` could not be found",
+                                               b->df->path, b->opts->target);
+                *ret = &b->stages[st->index];
+                return 0;
+        }
+        *ret = &b->stages[b->n_stages - 1];
+        return 0;
+}
+
+int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret, struct ossb_error **err)
+{
+        struct build b = { .opts = opts, .progress = { .mode = opts->progress } };
+        struct stage_state *target = NULL;
+        int r;
+
+        if (b.progress.mode == OSSB_PROGRESS_AUTO)
+                b.progress.mode = isatty(STDERR_FILENO) ? OSSB_PROGRESS_TTY : OSSB_PROGRESS_PLAIN;
+        set_times(&b);
+        r = build_prepare(&b, err);
+        if (r < 0)
+                goto out;
+        b.n_stages = b.plan->n_stages;
+        b.stages = calloc(b.n_stages, sizeof(*b.stages));
+        if (!b.stages) {
+                r = ossb_error_set(err, -ENOMEM, "out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < b.n_stages; i++) {
+                b.stages[i].stage = &b.plan->stages[i];
+                b.stages[i].root.fd = -1;
+        }
+        r = select_target(&b, &target, err);
+        if (r >= 0)
+                r = need_stage(&b, target, err);
+        if (r >= 0)
+                r = run_needed(&b, target, err);
+        if (r >= 0)
+                r = export_image(&b, target, ret, err);
+        if (r >= 0)
+                warn_unused_args(&b);
+out:
+        build_free(&b);
+        return r;
+}

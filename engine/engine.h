@@ -1,0 +1,77 @@
+/* engine/engine.h - the build: Dockerfile + context -> image -> outputs.
+ *
+ * Owns: a build's working directory under the cache dir (removed at the end, whatever the
+ * outcome), the per-stage root file systems, and the step-by-step progress display.  The
+ * content store under the cache dir outlives builds.
+ */
+#ifndef OSSB_ENGINE_ENGINE_H
+#define OSSB_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/sha256.h"
+#include "oci/layer.h"
+
+enum ossb_output_type {
+        OSSB_OUTPUT_OCI = 0,    /* OCI image layout (dir, or tar) */
+        OSSB_OUTPUT_DOCKER,     /* docker-archive tar */
+};
+
+struct ossb_output {
+        enum ossb_output_type type;
+        char *dest;
+        bool tar;
+};
+
+/* Parse a --output value: "type=oci,dest=DIR[,tar=true|false]", "type=docker,dest=FILE.tar",
+ * or a bare path (an OCI layout directory, as `-o DIR` means a local export in buildx). */
+int ossb_output_parse(const char *spec, struct ossb_output *ret, struct ossb_error **err);
+void ossb_output_clear(struct ossb_output *o);
+
+enum ossb_progress_mode {
+        OSSB_PROGRESS_AUTO = 0,
+        OSSB_PROGRESS_PLAIN,
+        OSSB_PROGRESS_TTY,
+        OSSB_PROGRESS_JSON,
+        OSSB_PROGRESS_QUIET,
+};
+
+int ossb_progress_mode_parse(const char *s, enum ossb_progress_mode *ret);
+
+struct ossb_build_opts {
+        const char *context_dir;
+        const char *dockerfile_name;  /* for messages: the path given, or "-" */
+        const char *dockerfile_data;  /* the Dockerfile's bytes */
+        size_t dockerfile_len;
+        char *const *tags;            /* -t values, validated by the engine */
+        char *const *build_args;      /* "K=V" */
+        const char *target;           /* --target or NULL */
+        char *const *labels;          /* "K=V" */
+        const struct ossb_output *outputs;
+        size_t n_outputs;
+        const char *platform;         /* "os/arch[/variant]" or NULL for the host's */
+        enum ossb_progress_mode progress;
+        bool no_cache;
+        int64_t source_date_epoch;    /* -1 when unset */
+        enum ossb_compression compression;
+        int compression_level;        /* -1: default */
+        const char *cache_dir;        /* state: blob store and build work dirs */
+};
+
+struct ossb_build_result {
+        char manifest_digest[OSSB_DIGEST_STR_LEN + 1];
+        char config_digest[OSSB_DIGEST_STR_LEN + 1];
+        int64_t manifest_size;
+        char *image_names; /* comma-separated full names of the tags, or NULL (owned) */
+};
+
+int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret, struct ossb_error **err);
+void ossb_build_result_clear(struct ossb_build_result *r);
+
+/* The host platform as "linux/amd64" etc. (static storage). */
+const char *ossb_host_platform(void);
+
+#endif

@@ -1,0 +1,117 @@
+/* engine/progress.c - step progress on stderr: plain lines (BuildKit's "#N ..." style), the
+ * same with colour and timings on a terminal, or JSON events (--progress=json). */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "common/cleanup.h"
+#include "engine/build-internal.h"
+
+int ossb_progress_mode_parse(const char *s, enum ossb_progress_mode *ret)
+{
+        static const struct {
+                const char *name;
+                enum ossb_progress_mode mode;
+        } modes[] = {
+                { "auto", OSSB_PROGRESS_AUTO }, { "plain", OSSB_PROGRESS_PLAIN }, { "tty", OSSB_PROGRESS_TTY },
+                { "json", OSSB_PROGRESS_JSON }, { "quiet", OSSB_PROGRESS_QUIET },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(modes); i++)
+                if (streq(s, modes[i].name)) {
+                        *ret = modes[i].mode;
+                        return 0;
+                }
+        return -1;
+}
+
+int64_t ossb_now_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void emit_json(int id, const char *status, const char *label, const char *text, double secs)
+{
+        json_object *o = json_object_new_object();
+        if (!o)
+                return;
+        json_object_object_add(o, "id", json_object_new_int(id));
+        json_object_object_add(o, "status", json_object_new_string(status));
+        if (label)
+                json_object_object_add(o, "stage", json_object_new_string(label));
+        if (text)
+                json_object_object_add(o, "name", json_object_new_string(text));
+        if (secs >= 0)
+                json_object_object_add(o, "duration_s", json_object_new_double(secs));
+        fprintf(stderr, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+int ossb_progress_start(struct build *b, const char *label, const char *text)
+{
+        int id = ++b->progress.next_id;
+        switch (b->progress.mode) {
+        case OSSB_PROGRESS_QUIET:
+                break;
+        case OSSB_PROGRESS_JSON:
+                emit_json(id, "started", label, text, -1);
+                break;
+        case OSSB_PROGRESS_TTY:
+                fprintf(stderr, "\033[1m#%d [%s] %s\033[0m\n", id, label, text);
+                break;
+        default:
+                fprintf(stderr, "#%d [%s] %s\n", id, label, text);
+        }
+        return id;
+}
+
+void ossb_progress_note(struct build *b, int id, const char *fmt, ...)
+{
+        if (b->progress.mode == OSSB_PROGRESS_QUIET)
+                return;
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&msg, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return;
+        if (b->progress.mode == OSSB_PROGRESS_JSON) {
+                json_object *o = json_object_new_object();
+                if (!o)
+                        return;
+                json_object_object_add(o, "id", json_object_new_int(id));
+                json_object_object_add(o, "status", json_object_new_string("log"));
+                json_object_object_add(o, "msg", json_object_new_string(msg));
+                fprintf(stderr, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(o);
+                return;
+        }
+        fprintf(stderr, "#%d %s\n", id, msg);
+}
+
+void ossb_progress_done(struct build *b, int id, int64_t start_ns, bool failed)
+{
+        double secs = (double) (ossb_now_ns() - start_ns) / 1e9;
+        switch (b->progress.mode) {
+        case OSSB_PROGRESS_QUIET:
+                break;
+        case OSSB_PROGRESS_JSON:
+                emit_json(id, failed ? "error" : "done", NULL, NULL, secs);
+                break;
+        case OSSB_PROGRESS_TTY:
+                fprintf(stderr, "#%d %s%s %.1fs\033[0m\n", id, failed ? "\033[31m" : "\033[34m", failed ? "ERROR" : "DONE",
+                        secs);
+                break;
+        default:
+                fprintf(stderr, "#%d %s %.1fs\n", id, failed ? "ERROR" : "DONE", secs);
+        }
+}

@@ -1,0 +1,29 @@
+/* engine/reference.h - image references (tags given with -t, FROM names) checked against the
+ * distribution reference grammar and normalised as Docker does ("app" ->
+ * "docker.io/library/app:latest"; familiar form "app:latest").
+ *
+ * Owns: struct ossb_reference (free with ossb_reference_free).  The registry issue grows this
+ * into registry/; the grammar lives here until then.
+ */
+#ifndef OSSB_ENGINE_REFERENCE_H
+#define OSSB_ENGINE_REFERENCE_H
+
+#include "common/error.h"
+
+struct ossb_reference {
+        char *domain; /* "docker.io", "localhost:5000", ... */
+        char *path;   /* "library/app" */
+        char *tag;    /* NULL when only a digest was given */
+        char *digest; /* NULL when none */
+};
+
+/* Parse and normalise; a missing tag and digest becomes "latest".  Errors (OSSB_EXIT_USAGE)
+ * name the reference and what is wrong with it. */
+int ossb_reference_parse(const char *s, struct ossb_reference **ret, struct ossb_error **err);
+void ossb_reference_free(struct ossb_reference *r);
+/* "docker.io/library/app:1.0" (tag and/or @digest); caller frees. */
+char *ossb_reference_full(const struct ossb_reference *r);
+/* Docker's familiar form: "app:1.0", "user/app:1.0", "localhost:5000/app:1.0"; caller frees. */
+char *ossb_reference_familiar(const struct ossb_reference *r);
+
+#endif

@@ -1,0 +1,465 @@
+"""End-to-end tests of `ossb build` (pytest, Python standard library only).
+
+Which binary is tested:
+  $OSSB            the path of the ossb binary (wins over everything else)
+  $OSSB_BUILDDIR   a build directory: the binary is $OSSB_BUILDDIR/ossb
+  otherwise        `ossb` in the repository root (an in-tree build)
+A missing binary is an error (every test errors out), never a skip.
+
+Every test works in its own pytest temporary directory: its build contexts, outputs, and the
+--cache-dir it passes to every build.  The ossb child process gets HOME, XDG_CACHE_HOME,
+OSSB_CACHE_DIR and TMPDIR pointing inside that directory too, so nothing is written elsewhere.
+
+Optional tools: skopeo and umoci (checks of the OCI layout against independent readers),
+podman (`podman load`), zstd (for .tar.zst archives and zstd layers).  A test needing a missing
+tool is skipped and says which tool.  umoci unpack keeps file owners only as root; without root
+the owner checks on its output are skipped.
+"""
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+# one build should take well under a second; a hang (e.g. a FIFO opened for reading) must fail
+BUILD_TIMEOUT = int(os.environ.get("OSSB_TEST_TIMEOUT", "120"))
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+IS_ROOT = os.geteuid() == 0
+
+MT_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+MT_LAYER_GZIP = MT_LAYER_TAR + "+gzip"
+MT_LAYER_ZSTD = MT_LAYER_TAR + "+zstd"
+REF_NAME = "org.opencontainers.image.ref.name"
+SCRATCH_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def find_ossb():
+    v = os.environ.get("OSSB")
+    if v:
+        return Path(v)
+    bd = os.environ.get("OSSB_BUILDDIR")
+    if bd:
+        return Path(bd) / "ossb"
+    return REPO_ROOT / "ossb"
+
+
+def need_tool(name):
+    path = shutil.which(name)
+    if not path:
+        pytest.skip(f"`{name}` is not installed")
+    return path
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest_of(data):
+    return "sha256:" + sha256_hex(data)
+
+
+def run_tool(args, **kw):
+    """Run an external checker (skopeo, umoci, ...); fail the test with its output on error."""
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=BUILD_TIMEOUT, **kw)
+    if p.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, args))} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+# --- OCI layout / docker-archive readers ---------------------------------------------------
+
+
+def decompress_layer(media_type, blob):
+    if media_type.endswith("+gzip") or media_type.endswith(".tar.gzip") or media_type.endswith("diff.tar.gzip"):
+        return gzip.decompress(blob)
+    if media_type.endswith("+zstd"):
+        zstd = need_tool("zstd")
+        p = subprocess.run([zstd, "-dc"], input=blob, capture_output=True, timeout=BUILD_TIMEOUT)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+    if media_type in (MT_LAYER_TAR, "application/vnd.docker.image.rootfs.diff.tar"):
+        return blob
+    raise AssertionError(f"unexpected layer media type {media_type}")
+
+
+@dataclass
+class Entry:
+    info: tarfile.TarInfo
+    data: bytes | None
+
+    @property
+    def mode(self):
+        return self.info.mode & 0o7777
+
+    @property
+    def owner(self):
+        return (self.info.uid, self.info.gid)
+
+    @property
+    def text(self):
+        assert self.data is not None, f"{self.info.name} is not a regular file"
+        return self.data.decode()
+
+
+def norm_name(name):
+    name = name.rstrip("/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/")
+
+
+def tar_entries(raw):
+    """[(normalized name, TarInfo, data or None)] of an uncompressed layer tar, in order."""
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+        for ti in tf:
+            data = tf.extractfile(ti).read() if ti.isreg() else None
+            out.append((norm_name(ti.name), ti, data))
+    return out
+
+
+def apply_layers(raws):
+    """Apply uncompressed layer tars in order (OCI whiteouts honoured); path -> Entry."""
+    fs = {}
+    for raw in raws:
+        entries = tar_entries(raw)
+        for name, ti, data in entries:
+            base = name.rsplit("/", 1)[-1]
+            parent = name.rsplit("/", 1)[0] if "/" in name else ""
+            if base == ".wh..wh..opq":
+                for k in [k for k in fs if parent == "" or k.startswith(parent + "/")]:
+                    del fs[k]
+                continue
+            if base.startswith(".wh."):
+                victim = (parent + "/" if parent else "") + base[4:]
+                for k in [k for k in fs if k == victim or k.startswith(victim + "/")]:
+                    del fs[k]
+                continue
+            if name == "":
+                continue
+            if ti.islnk():
+                target = norm_name(ti.linkname)
+                assert target in fs, f"hard link {name} -> {ti.linkname}: target not in the image"
+                data = fs[target].data
+            fs[name] = Entry(ti, data)
+    return fs
+
+
+class Image:
+    """One image: its manifest, config and layers, read from a blob source."""
+
+    def __init__(self, blob, manifest_desc):
+        self.blob = blob
+        self.manifest_desc = manifest_desc
+        self.manifest_bytes = blob(manifest_desc["digest"], manifest_desc.get("size"))
+        self.manifest = json.loads(self.manifest_bytes)
+        assert self.manifest.get("schemaVersion") == 2
+        assert self.manifest.get("mediaType") == MT_OCI_MANIFEST
+        cdesc = self.manifest["config"]
+        assert cdesc["mediaType"] == MT_OCI_CONFIG
+        self.config_digest = cdesc["digest"]
+        self.config_bytes = blob(cdesc["digest"], cdesc["size"])
+        self.config = json.loads(self.config_bytes)
+        self._layers = None
+
+    @property
+    def digest(self):
+        return self.manifest_desc["digest"]
+
+    @property
+    def cfg(self):
+        """The container config part ("config"), {} when absent."""
+        return self.config.get("config") or {}
+
+    def env(self):
+        out = {}
+        for kv in self.cfg.get("Env") or []:
+            k, _, v = kv.partition("=")
+            assert k not in out, f"Env has {k} twice: {self.cfg['Env']}"
+            out[k] = v
+        return out
+
+    def layer_tars(self):
+        if self._layers is None:
+            self._layers = []
+            for d in self.manifest["layers"]:
+                raw = decompress_layer(d["mediaType"], self.blob(d["digest"], d["size"]))
+                self._layers.append(raw)
+        return self._layers
+
+    def layer_entries(self, i):
+        return tar_entries(self.layer_tars()[i])
+
+    def rootfs(self):
+        return apply_layers(self.layer_tars())
+
+    def check_consistency(self):
+        """diff_ids match the uncompressed layers; history's non-empty entries match layers."""
+        diff_ids = (self.config.get("rootfs") or {}).get("diff_ids") or []
+        assert self.config["rootfs"]["type"] == "layers"
+        raws = self.layer_tars()
+        assert len(diff_ids) == len(raws), f"{len(diff_ids)} diff_ids for {len(raws)} layers"
+        for raw, did in zip(raws, diff_ids):
+            assert digest_of(raw) == did, "a diff_id is not the sha256 of its uncompressed layer"
+        hist = self.config.get("history") or []
+        non_empty = [h for h in hist if not h.get("empty_layer")]
+        assert len(non_empty) == len(raws), f"history has {len(non_empty)} non-empty entries for {len(raws)} layers"
+
+
+class Layout:
+    """An OCI image layout directory."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        assert (self.path / "oci-layout").is_file(), f"{path}: no oci-layout file"
+        assert json.loads((self.path / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+        self.index = json.loads((self.path / "index.json").read_text())
+        assert self.index.get("schemaVersion") == 2
+        assert self.index.get("mediaType", MT_OCI_INDEX) == MT_OCI_INDEX
+
+    def blob(self, digest, size=None):
+        assert DIGEST_RE.match(digest), digest
+        data = (self.path / "blobs" / "sha256" / digest[7:]).read_bytes()
+        assert digest_of(data) == digest, f"blob {digest} does not hash to its name"
+        if size is not None:
+            assert len(data) == size, f"blob {digest}: {len(data)} bytes, descriptor says {size}"
+        return data
+
+    def manifests(self):
+        return self.index["manifests"]
+
+    def ref_names(self):
+        return [(m.get("annotations") or {}).get(REF_NAME) for m in self.manifests()]
+
+    def image(self, ref=None):
+        ms = self.manifests()
+        if ref is not None:
+            ms = [m for m in ms if (m.get("annotations") or {}).get(REF_NAME) == ref]
+            assert ms, f"no manifest named {ref} in index.json: {self.ref_names()}"
+        assert len(ms) >= 1
+        assert len({m["digest"] for m in ms}) == 1, f"index.json holds different images: {ms}"
+        return Image(self.blob, ms[0])
+
+    def check_all_blobs(self):
+        for f in (self.path / "blobs" / "sha256").iterdir():
+            assert sha256_hex(f.read_bytes()) == f.name, f"blob {f.name} is corrupt"
+
+
+class DockerArchive:
+    def __init__(self, tar_path):
+        self.path = Path(tar_path)
+        with tarfile.open(self.path) as tf:
+            self.files = {norm_name(m.name): tf.extractfile(m).read() for m in tf if m.isreg()}
+        self.manifest = json.loads(self.files["manifest.json"])
+        assert isinstance(self.manifest, list) and len(self.manifest) == 1, self.manifest
+        self.entry = self.manifest[0]
+        self.config = json.loads(self.files[norm_name(self.entry["Config"])])
+
+    def layer_tars(self):
+        out = []
+        for name in self.entry["Layers"]:
+            data = self.files[norm_name(name)]
+            out.append(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        return out
+
+
+def extract_tar(tar_path, dest):
+    dest = Path(dest)
+    dest.mkdir(parents=True)
+    with tarfile.open(tar_path) as tf:
+        for m in tf:
+            assert not m.name.startswith("/") and ".." not in m.name.split("/"), m.name
+        tf.extractall(dest)
+    return dest
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    args: list
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def __str__(self):
+        return (f"ossb {' '.join(map(str, self.args))}\nexit {self.returncode}\n"
+                f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+
+    @property
+    def digest(self):
+        lines = self.stdout.strip().splitlines()
+        assert lines, f"nothing on stdout\n{self}"
+        assert DIGEST_RE.match(lines[-1]), f"last stdout line is not a digest\n{self}"
+        return lines[-1]
+
+
+class Ossb:
+    def __init__(self, binary, tmp):
+        self.binary = binary
+        self.tmp = Path(tmp)
+        self.cache = self.tmp / "cache"
+        self.home = self.tmp / "home"
+        self.home.mkdir(exist_ok=True)
+        (self.tmp / "tmp").mkdir(exist_ok=True)
+        self._n = 0
+        self.env = {k: v for k, v in os.environ.items()
+                    if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+                    and k not in ("SOURCE_DATE_EPOCH", "OSSB_CACHE_DIR")}
+        self.env.update(HOME=str(self.home), XDG_CACHE_HOME=str(self.home / ".cache"),
+                        OSSB_CACHE_DIR=str(self.tmp / "env-cache"), TMPDIR=str(self.tmp / "tmp"),
+                        NO_PROXY="*", no_proxy="*", LC_ALL="C")
+
+    def path(self, name):
+        return self.tmp / name
+
+    def fresh(self, prefix):
+        self._n += 1
+        return self.tmp / f"{prefix}{self._n}"
+
+    def run(self, *args, env=None, input=None, cache=True, timeout=BUILD_TIMEOUT, cwd=None):
+        args = [str(a) for a in args]
+        if cache and "build" in args and not any(a.startswith("--cache-dir") for a in args):
+            i = args.index("build") + 1
+            args = args[:i] + ["--cache-dir", str(self.cache)] + args[i:]
+        e = dict(self.env)
+        if env:
+            for k, v in env.items():
+                if v is None:
+                    e.pop(k, None)
+                else:
+                    e[k] = v
+        try:
+            p = subprocess.run([str(self.binary)] + args, capture_output=True, env=e, input=input,
+                               timeout=timeout, cwd=cwd or self.tmp)
+        except subprocess.TimeoutExpired as ex:
+            pytest.fail(f"ossb {' '.join(args)} did not finish within {timeout}s\n"
+                        f"stderr so far:\n{(ex.stderr or b'').decode(errors='replace')}")
+        return Result(args, p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+
+    def build(self, context, *args, out=None, tag=None, **kw):
+        """Build `context` into an OCI layout dir (returned as result.layout) unless
+        `out` is False; any other args are passed through before the context."""
+        a = ["build"]
+        if tag:
+            a += ["-t", tag]
+        layout_dir = None
+        if out is None:
+            layout_dir = self.fresh("layout")
+            a += ["--output", f"type=oci,dest={layout_dir}"]
+        a += list(args) + [str(context)]
+        r = self.run(*a, **kw)
+        r.layout_dir = layout_dir
+        return r
+
+    def build_ok(self, context, *args, **kw):
+        r = self.build(context, *args, **kw)
+        assert r.returncode == 0, str(r)
+        d = r.digest
+        if r.layout_dir is not None:
+            lay = Layout(r.layout_dir)
+            lay.check_all_blobs()
+            img = lay.image()
+            assert img.digest == d, f"printed digest {d} is not index.json's {img.digest}"
+            img.check_consistency()
+            r.layout = lay
+            r.image = img
+        return r
+
+    def check_no_leftovers(self):
+        builds = self.cache / "builds"
+        if builds.is_dir():
+            left = list(builds.iterdir())
+            assert not left, f"build work dirs left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def ossb_binary():
+    b = find_ossb()
+    if not (b.is_file() and os.access(b, os.X_OK)):
+        pytest.fail(f"ossb binary not found at {b} (set $OSSB or $OSSB_BUILDDIR; see conftest.py)", pytrace=False)
+    return b
+
+
+@pytest.fixture
+def ossb(ossb_binary, tmp_path):
+    o = Ossb(ossb_binary, tmp_path)
+    yield o
+    o.check_no_leftovers()
+    # nothing written where the environment's defaults point
+    assert not (tmp_path / "env-cache").exists(), "ossb used $OSSB_CACHE_DIR although --cache-dir was given"
+    assert not (tmp_path / "home" / ".cache").exists(), "ossb wrote under $HOME/.cache although --cache-dir was given"
+
+
+def write_tree(root, files):
+    """Create files under root.  `files` maps a relative path to str/bytes content, or to a
+    tuple (content, mode), or to None for a directory."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, spec in files.items():
+        p = root / rel
+        if spec is None:
+            p.mkdir(parents=True, exist_ok=True)
+            continue
+        mode = None
+        if isinstance(spec, tuple):
+            spec, mode = spec
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(spec, str):
+            spec = spec.encode()
+        p.write_bytes(spec)
+        if mode is not None:
+            os.chmod(p, mode)
+    return root
+
+
+def dockerfile(text):
+    return textwrap.dedent(text).lstrip("\n")
+
+
+@pytest.fixture
+def context(tmp_path):
+    """context(files, df=None, name='ctx') -> a context dir with the given files and Dockerfile."""
+    n = [0]
+
+    def make(files=None, df=None, name=None):
+        n[0] += 1
+        root = tmp_path / (name or f"ctx{n[0]}")
+        write_tree(root, files or {})
+        if df is not None:
+            (root / "Dockerfile").write_text(dockerfile(df))
+        return root
+
+    return make
+
+
+def assert_failed(r, code, *needles, dest=()):
+    """The build failed with `code`, stderr names every needle, no output left at dest."""
+    codes = code if isinstance(code, (tuple, list, set)) else (code,)
+    assert r.returncode in codes, f"expected exit {code}\n{r}"
+    assert "sha256:" not in r.stdout, f"a failed build printed a digest\n{r}"
+    for n in needles:
+        if isinstance(n, re.Pattern):
+            assert n.search(r.stderr), f"stderr does not match {n.pattern!r}\n{r}"
+        else:
+            assert n in r.stderr, f"stderr does not name {n!r}\n{r}"
+    for d in dest:
+        assert not os.path.lexists(d), f"a failed build left {d} behind\n{r}"
