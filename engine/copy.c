@@ -372,9 +372,7 @@ static int copy_node(struct copy_ctx *cc, const char *src_rel, const char *excl_
                            (req->excludes && ossb_dockerignore_must_descend(req->excludes, excl_rel)))))
                 return 0;
         owner_for(cc, &st, &uid, &gid);
-        mode_t mode = st.st_mode & 07777;
-        if (req->has_chmod)
-                mode = req->chmod;
+        mode_t mode = ossb_chmod_apply(&req->chmod, st.st_mode & 07777, S_ISDIR(st.st_mode));
 
         r = make_room(dabs, st.st_mode, &exists_dir);
         if (r == -EISDIR)
@@ -712,16 +710,80 @@ int ossb_chown_parse(const struct ossb_tree *root, const char *spec, uid_t *ret_
         return 0;
 }
 
-int ossb_chmod_parse(const char *spec, mode_t *ret, struct ossb_error **err)
+/* chmod(1) symbolic clauses: [ugoa]*([-+=]([rwxXst]*|[ugo]))+ separated by commas */
+static int symbolic_apply(const char *spec, mode_t mode, bool is_dir, mode_t *ret)
+{
+        const char *p = spec;
+        for (;;) {
+                mode_t who = 0;
+                for (; *p && strchr("ugoa", *p); p++)
+                        who |= *p == 'u' ? 04700 : *p == 'g' ? 02070 : *p == 'o' ? 01007 : 07777;
+                if (!who)
+                        who = 07777;
+                if (!*p || !strchr("+-=", *p))
+                        return -EINVAL;
+                while (*p && strchr("+-=", *p)) {
+                        char op = *p++;
+                        mode_t bits = 0;
+                        if (*p && strchr("ugo", *p)) {
+                                mode_t src = *p == 'u' ? (mode >> 6) & 7 : *p == 'g' ? (mode >> 3) & 7 : mode & 7;
+                                bits = (src << 6) | (src << 3) | src;
+                                p++;
+                        } else {
+                                for (; *p && strchr("rwxXst", *p); p++)
+                                        bits |= *p == 'r' ? 0444 : *p == 'w' ? 0222 : *p == 'x' ? 0111 :
+                                                *p == 'X' ? ((is_dir || (mode & 0111)) ? 0111 : 0) :
+                                                *p == 's' ? 06000 : 01000;
+                        }
+                        bits &= who;
+                        if (op == '+')
+                                mode |= bits;
+                        else if (op == '-')
+                                mode &= ~bits;
+                        else
+                                mode = (mode & ~(who & 07777)) | bits;
+                }
+                if (!*p)
+                        break;
+                if (*p++ != ',')
+                        return -EINVAL;
+        }
+        *ret = mode & 07777;
+        return 0;
+}
+
+mode_t ossb_chmod_apply(const struct ossb_chmod *c, mode_t mode, bool is_dir)
+{
+        mode_t out = mode;
+        if (!c->set)
+                return mode;
+        if (!c->symbolic)
+                return c->octal;
+        return symbolic_apply(c->spec, mode, is_dir, &out) < 0 ? mode : out;
+}
+
+int ossb_chmod_parse(const char *spec, struct ossb_chmod *ret, struct ossb_error **err)
 {
         char *end = NULL;
+        mode_t probe;
+        struct ossb_chmod c = { .set = true };
         if (!*spec)
                 return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "invalid --chmod value: empty");
-        errno = 0;
-        unsigned long v = strtoul(spec, &end, 8);
-        if (errno || *end || v > 07777 || spec[0] == '-' || spec[0] == '+')
-                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
-                                       "invalid --chmod value `%s`: an octal mode (e.g. 0644) is required", spec);
-        *ret = (mode_t) v;
+        if (spec[0] >= '0' && spec[0] <= '9') {
+                errno = 0;
+                unsigned long v = strtoul(spec, &end, 8);
+                if (errno || *end || v > 07777)
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                                               "invalid --chmod value `%s`: not an octal mode up to 7777", spec);
+                c.octal = (mode_t) v;
+        } else {
+                if (strlen(spec) >= sizeof(c.spec) || symbolic_apply(spec, 0, false, &probe) < 0)
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                                               "invalid --chmod value `%s`: expected an octal mode or chmod(1) symbols such as u+x,go-w",
+                                               spec);
+                c.symbolic = true;
+                snprintf(c.spec, sizeof(c.spec), "%s", spec);
+        }
+        *ret = c;
         return 0;
 }

@@ -17,6 +17,19 @@
 #include "engine/dockerfile/dockerignore.h"
 #include "engine/rootfs.h"
 
+/* A --chmod value: octal, or symbolic as chmod(1) ("u+x,g-w", "a=rX"). */
+struct ossb_chmod {
+        bool set;
+        bool symbolic;
+        mode_t octal;
+        char spec[64];
+};
+
+/* Parse a --chmod value. */
+int ossb_chmod_parse(const char *spec, struct ossb_chmod *ret, struct ossb_error **err);
+/* The mode a file of mode `mode` gets (unchanged when !c->set). */
+mode_t ossb_chmod_apply(const struct ossb_chmod *c, mode_t mode, bool is_dir);
+
 struct ossb_copy_req {
         const struct ossb_tree *src;            /* where sources are read */
         const struct ossb_dockerignore *ignore; /* the context's .dockerignore, or NULL */
@@ -25,8 +38,7 @@ struct ossb_copy_req {
         const char *dest;                       /* expanded destination, absolute (WORKDIR applied) */
         bool dest_is_dir;                       /* the destination ended in '/' */
         int64_t uid, gid;                       /* --chown result, -1 when not given */
-        bool has_chmod;
-        mode_t chmod;
+        struct ossb_chmod chmod;                /* --chmod */
         bool parents;                           /* --parents */
         const struct ossb_dockerignore *excludes; /* --exclude patterns, or NULL */
         bool add;                               /* ADD: extract local archives */
@@ -47,7 +59,5 @@ int ossb_copy_write_file(const struct ossb_tree *dst, const char *dest, const vo
  * /etc/passwd and /etc/group) to ids. */
 int ossb_chown_parse(const struct ossb_tree *root, const char *spec, uid_t *ret_uid, gid_t *ret_gid,
                      struct ossb_error **err);
-/* Parse a --chmod value (octal, e.g. 0755 or 644). */
-int ossb_chmod_parse(const char *spec, mode_t *ret, struct ossb_error **err);
 
 #endif

@@ -741,10 +741,10 @@ struct copy_job {
         const struct ossb_df_inst *inst;
         char **env;
         char *dest;
+        char *dest_written; /* expanded, as written (for the history) */
         bool dest_is_dir;
         int64_t uid, gid;
-        bool has_chmod;
-        mode_t chmod;
+        struct ossb_chmod chmod;
         struct ossb_changes changes;
         const char *what;
 };
@@ -771,7 +771,7 @@ static int copy_heredoc(struct copy_job *j, const struct ossb_df_heredoc *h, siz
         }
         if (dest_for_name(j, h->name, n_sources, &dest) < 0)
                 return oom(err);
-        mode_t mode = j->has_chmod ? j->chmod : 0644;
+        mode_t mode = ossb_chmod_apply(&j->chmod, 0644, false);
         uid_t uid = j->uid >= 0 ? (uid_t) j->uid : 0;
         gid_t gid = j->gid >= 0 ? (gid_t) j->gid : 0;
         return ossb_copy_write_file(&j->s->root, dest, content, strlen(content), mode, uid, gid, j->b->now, j->b->now,
@@ -822,7 +822,7 @@ static int copy_url(struct copy_job *j, const char *url, size_t n_sources, struc
                 return oom(err);
         uid_t uid = j->uid >= 0 ? (uid_t) j->uid : 0;
         gid_t gid = j->gid >= 0 ? (gid_t) j->gid : 0;
-        mode_t mode = j->has_chmod ? j->chmod : 0600;
+        mode_t mode = ossb_chmod_apply(&j->chmod, 0600, false);
         return ossb_copy_write_file(&j->s->root, dest, data, len, mode, uid, gid, mtime >= 0 ? mtime : 0, j->b->now,
                                     &j->changes, err);
 }
@@ -860,7 +860,6 @@ static int copy_from_tree(struct copy_job *j, char **sources, const struct ossb_
                 .dest_is_dir = j->dest_is_dir,
                 .uid = j->uid,
                 .gid = j->gid,
-                .has_chmod = j->has_chmod,
                 .chmod = j->chmod,
                 .parents = j->inst->parents,
                 .excludes = excludes,
@@ -876,14 +875,13 @@ static int copy_from_tree(struct copy_job *j, char **sources, const struct ossb_
 static int copy_history(struct copy_job *j, char **written, char **ret)
 {
         _cleanup_strbuf_ struct ossb_strbuf sb = OSSB_STRBUF_INIT;
-        const struct ossb_df_inst *inst = j->inst;
         if (ossb_strbuf_append(&sb, j->what) < 0)
                 return -ENOMEM;
         /* BuildKit's history drops every flag */
         for (size_t i = 0; written && written[i]; i++)
                 if (ossb_strbuf_appendf(&sb, " %s", written[i]) < 0)
                         return -ENOMEM;
-        if (ossb_strbuf_appendf(&sb, " %s # buildkit", inst->dest) < 0)
+        if (ossb_strbuf_appendf(&sb, " %s # buildkit", j->dest_written) < 0)
                 return -ENOMEM;
         *ret = ossb_strbuf_steal(&sb);
         return *ret ? 0 : -ENOMEM;
@@ -903,6 +901,7 @@ static int copy_prepare(struct copy_job *j, struct ossb_error **err)
         _cleanup_free_ char *joined = dest[0] == '/' ? strdup(dest) : ossb_path_join(cwd && *cwd ? cwd : "/", dest);
         if (!joined || !(j->dest = ossb_path_clean(joined)))
                 return oom(err);
+        j->dest_written = TAKE_PTR(dest);
         j->uid = j->gid = -1;
         if (inst->chown) {
                 _cleanup_free_ char *spec = NULL;
@@ -923,7 +922,6 @@ static int copy_prepare(struct copy_job *j, struct ossb_error **err)
                         r = ossb_chmod_parse(spec, &j->chmod, err);
                 if (r < 0)
                         return r;
-                j->has_chmod = true;
         }
         return 0;
 }
@@ -1004,6 +1002,7 @@ static int do_copy(struct build *b, struct stage_state *s, const struct ossb_df_
         ossb_changes_clear(&j.changes);
         ossb_strv_free(j.env);
         free(j.dest);
+        free(j.dest_written);
         return r;
 }
 

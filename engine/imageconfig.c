@@ -71,7 +71,8 @@ int ossb_config_set_strv(json_object *img, const char *field, char *const *v)
         if (!cfg)
                 return -ENOMEM;
         if (!v) {
-                json_object_object_add(cfg, field, NULL);
+                /* Go's omitempty: an unset list is absent, not null */
+                json_object_object_del(cfg, field);
                 return 0;
         }
         json_object *a = json_object_new_array();

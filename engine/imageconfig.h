@@ -27,7 +27,7 @@ json_object *ossb_config_container(json_object *img);
 /* String vector fields (Env, Cmd, Entrypoint, Shell, OnBuild): *ret is a copy (NULL when the
  * field is absent or null). */
 int ossb_config_get_strv(json_object *img, const char *field, char ***ret);
-/* Set a string vector field; v == NULL writes JSON null. */
+/* Set a string vector field; v == NULL removes it. */
 int ossb_config_set_strv(json_object *img, const char *field, char *const *v);
 /* String field (User, WorkingDir, StopSignal); NULL when absent. Borrowed. */
 const char *ossb_config_get_str(json_object *img, const char *field);

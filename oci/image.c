@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,26 @@ static bool is_json_space(char c)
         return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* json-c's strict mode still takes 'single-quoted' strings, NaN and Infinity: outside of
+ * strings, allow only the characters of standard JSON. */
+static ssize_t nonstandard_char(const char *json, size_t len)
+{
+        bool in_string = false;
+        for (size_t i = 0; i < len; i++) {
+                char c = json[i];
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (!strchr(" \t\n\r{}[],:0123456789+-.eEtrufalsn", c))
+                        return (ssize_t) i;
+        }
+        return -1;
+}
+
 int ossb_json_parse(const char *json, size_t len, size_t max, json_object **ret, struct ossb_error **err)
 {
         json_tokener *tok;
@@ -40,6 +61,9 @@ int ossb_json_parse(const char *json, size_t len, size_t max, json_object **ret,
                 return ossb_error_set(err, -EPROTO, "empty JSON document");
         if (memchr(json, '\0', len))
                 return ossb_error_set(err, -EPROTO, "JSON document contains a NUL byte");
+        ssize_t bad = nonstandard_char(json, len);
+        if (bad >= 0)
+                return ossb_error_set(err, -EPROTO, "invalid JSON at byte %zd: unexpected character", bad);
         tok = json_tokener_new_ex(JSON_MAX_DEPTH);
         if (!tok)
                 return ossb_error_set(err, -ENOMEM, "out of memory");

@@ -28,6 +28,7 @@ static void test_fields(void)
         ASSERT(ossb_config_get_strv(img, "Cmd", &got) == 0);
         ASSERT_STREQ(got[2], "x");
         ASSERT(ossb_config_set_strv(img, "Cmd", NULL) == 0);
+        ASSERT(!strstr(json_object_to_json_string(img), "Cmd"));
         _cleanup_strv_free_ char **none = NULL;
         ASSERT(ossb_config_get_strv(img, "Cmd", &none) == 0);
         ASSERT(none == NULL);

@@ -152,13 +152,16 @@ static void test_json_parse_hostile(void)
                 { "{\"a\":1}x", 8, "invalid JSON at byte 7" },
                 { "{\"a\":1}\0", 8, "NUL byte" },
                 { "{\"a\":\"\xff\"}", 9, "invalid JSON" },
-                { "{'a':1}", 7, "invalid JSON" },
-                { "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]", 41, "invalid JSON" },
+                { "{'a':1}", 7, "invalid JSON at byte 1" },
+                { "[NaN]", 5, "invalid JSON" },
+                { "[-Infinity]", 11, "invalid JSON" },
+                { "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]", (size_t) -1, "invalid JSON" },
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_error_ struct ossb_error *e = NULL;
                 json_object *o = NULL;
-                if (ossb_json_parse(cases[i].in, cases[i].len, 100, &o, &e) != -EPROTO)
+                size_t len = cases[i].len == (size_t) -1 ? strlen(cases[i].in) : cases[i].len;
+                if (ossb_json_parse(cases[i].in, len, 100, &o, &e) != -EPROTO)
                         fprintf(stderr, "# case %zu accepted\n", i);
                 ASSERT(e && e->code == -EPROTO);
                 if (!strstr(e->msg, cases[i].msg))
@@ -170,6 +173,9 @@ static void test_json_parse_hostile(void)
         ASSERT_INTEQ(ossb_json_parse("{}", 2, 1, &o, &e), -EPROTO);
         ASSERT(strstr(e->msg, "too large"));
         ASSERT(ossb_json_parse(" {} \n", 5, 10, &o, NULL) == 0);
+        json_object_put(o);
+        /* quotes and letters inside strings are fine */
+        ASSERT(ossb_json_parse("{\"a\\\"'NaN\":1}", 13, 100, &o, NULL) == 0);
         json_object_put(o);
 }
 
