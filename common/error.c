@@ -9,6 +9,8 @@
 #include "common/error.h"
 
 static int error_vset(struct ossb_error **err, int exit_code, int code, const char *fmt, va_list ap)
+        __attribute__((format(printf, 4, 0)));
+static int error_vset(struct ossb_error **err, int exit_code, int code, const char *fmt, va_list ap)
 {
         if (code >= 0)
                 code = -EIO;

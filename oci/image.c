@@ -25,11 +25,6 @@ const char *ossb_json_to_string(json_object *o)
         return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
-static bool is_json_space(char c)
-{
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 /* json-c's strict mode still takes 'single-quoted' strings, NaN and Infinity: outside of
  * strings, allow only the characters of standard JSON. */
 static ssize_t nonstandard_char(const char *json, size_t len)
@@ -78,11 +73,8 @@ int ossb_json_parse(const char *json, size_t len, size_t max, json_object **ret,
                         return ossb_error_set(err, -EPROTO, "truncated JSON document");
                 return ossb_error_set(err, -EPROTO, "invalid JSON at byte %zu: %s", end, json_tokener_error_desc(jerr));
         }
-        for (size_t i = end; i < len; i++)
-                if (!is_json_space(json[i])) {
-                        json_object_put(o);
-                        return ossb_error_set(err, -EPROTO, "trailing data after the JSON document at byte %zu", i);
-                }
+        /* strict mode without JSON_TOKENER_ALLOW_TRAILING_CHARS: data after the value is an
+         * error above, whitespace is consumed */
         *ret = o;
         return 0;
 }

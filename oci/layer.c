@@ -4,14 +4,19 @@
  * Owns: one libarchive writer, one compressor, one ingest and the read buffers per layer.
  * File contents are read with io_uring (two buffers: the next read is in flight while the
  * current buffer is archived), or with pread where io_uring_queue_init fails.
- * Reproducible output: pax_restricted (ustar headers, PAX records only where needed: long
- * names, xattrs as SCHILY.xattr.*, large values), header charset BINARY (names are bytes, so
- * the locale does not matter), no uname/gname/atime/ctime, one-second mtimes, the tar padded
- * to 512-byte records only (no 10 KiB block padding).
+ * Reproducible output: pax_restricted (ustar headers, PAX records only where needed: long or
+ * non-ASCII names, xattrs as SCHILY.xattr.*, large values), no uname/gname/atime/ctime,
+ * one-second mtimes, the tar padded to 512-byte records only (no 10 KiB block padding).
+ * libarchive converts names with the calling thread's locale, so every libarchive call that
+ * may convert runs under the C.UTF-8 locale (uselocale): UTF-8 names become PAX path records,
+ * other byte strings are stored as they are with hdrcharset=BINARY, whatever the process
+ * locale is.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <locale.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
@@ -25,10 +30,32 @@
 #include "common/log.h"
 #include "oci/compress.h"
 #include "oci/layer.h"
+#include "oci/oci-internal.h"
 
 #define READ_CHUNK (256 * 1024)
 
 static bool io_uring_disabled;
+static pthread_once_t utf8_once = PTHREAD_ONCE_INIT;
+static locale_t utf8_loc;
+
+static void utf8_init(void)
+{
+        utf8_loc = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t) 0);
+        if (!utf8_loc)
+                log_debug("no C.UTF-8 locale: tar names are converted with the process locale");
+}
+
+locale_t ossb_tar_locale_enter(void)
+{
+        pthread_once(&utf8_once, utf8_init);
+        return utf8_loc ? uselocale(utf8_loc) : (locale_t) 0;
+}
+
+void ossb_tar_locale_leave(locale_t old)
+{
+        if (old)
+                uselocale(old);
+}
 
 struct ossb_layer_writer {
         struct ossb_layer_opts opts;
@@ -131,7 +158,6 @@ int ossb_layer_writer_new(struct ossb_store *store, const struct ossb_layer_opts
         }
         if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
             archive_write_set_format_option(w->a, "pax", "xattrheader", "SCHILY") != ARCHIVE_OK ||
-            archive_write_set_format_option(w->a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
             archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
             archive_write_open(w->a, w, NULL, tar_write_cb, NULL) != ARCHIVE_OK) {
                 r = archive_fail(w, "cannot set up the tar writer", NULL, err);
@@ -245,7 +271,10 @@ static int fill_entry(struct ossb_layer_writer *w, const struct ossb_layer_entry
 
 static int write_header(struct ossb_layer_writer *w, const char *path, struct ossb_error **err)
 {
-        if (archive_write_header(w->a, w->entry) < ARCHIVE_WARN)
+        locale_t old = ossb_tar_locale_enter();
+        int r = archive_write_header(w->a, w->entry);
+        ossb_tar_locale_leave(old);
+        if (r < ARCHIVE_WARN)
                 return archive_fail(w, "cannot write a tar header", path, err);
         return 0;
 }

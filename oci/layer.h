@@ -7,7 +7,8 @@
  * Reproducible: entries are written in the order given (callers pass them sorted), mtimes are
  * clamped to SOURCE_DATE_EPOCH when opts.source_date_epoch >= 0, no atime/ctime, no uname/gname.
  * Mtimes are stored with one-second resolution (mtime_nsec is not recorded), as Go's
- * archive/tar does by default; non-ASCII names are stored as bytes (PAX hdrcharset=BINARY).
+ * archive/tar does by default.  Names and link targets are bytes: UTF-8 ones are stored as PAX
+ * path records, others as they are (hdrcharset=BINARY); the process locale does not matter.
  * The compressors live in oci/compress.h.
  */
 #ifndef OSSB_OCI_LAYER_H

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -219,10 +220,17 @@ static json_object *index_entry(const struct ossb_descriptor *md, const struct o
         return TAKE_PTR(o);
 }
 
+static bool streq_null(const char *a, const char *b)
+{
+        return (!a && !b) || (a && b && streq(a, b));
+}
+
+/* The same tag twice in one call makes one entry; the same ref name with another full name
+ * (docker archives: "1.0" for app:1.0 and other/app:1.0) makes two. */
 static bool tag_seen(const struct ossb_layout_tag *tags, size_t i)
 {
         for (size_t j = 0; j < i; j++)
-                if (streq(tags[j].ref_name, tags[i].ref_name))
+                if (streq(tags[j].ref_name, tags[i].ref_name) && streq_null(tags[j].full_name, tags[i].full_name))
                         return true;
         return false;
 }
@@ -364,7 +372,6 @@ int ossb_tar_out_new(const char *dest, struct ossb_tar_out **ret, struct ossb_er
                 return r;
         }
         if (archive_write_set_format_pax_restricted(t->a) != ARCHIVE_OK ||
-            archive_write_set_format_option(t->a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
             archive_write_set_bytes_in_last_block(t->a, 1) != ARCHIVE_OK ||
             archive_write_open(t->a, t, NULL, tar_out_write_cb, NULL) != ARCHIVE_OK) {
                 int r = tar_fail(t, dest, err);
@@ -383,7 +390,10 @@ static int tar_header(struct ossb_tar_out *t, const char *name, unsigned type, i
         archive_entry_set_perm(t->e, type == AE_IFDIR ? 0755 : 0644);
         archive_entry_set_size(t->e, size);
         archive_entry_set_mtime(t->e, 0, 0);
-        if (archive_write_header(t->a, t->e) < ARCHIVE_WARN)
+        locale_t old = ossb_tar_locale_enter();
+        int r = archive_write_header(t->a, t->e);
+        ossb_tar_locale_leave(old);
+        if (r < ARCHIVE_WARN)
                 return tar_fail(t, name, err);
         return 0;
 }
@@ -569,9 +579,37 @@ static int dir_is_empty(const char *path, bool *ret)
         return 0;
 }
 
-/* Make `dest` ready: create it, or accept an empty dir or an existing layout (whose index.json
- * goes to *ret_index, NULL when there is none). */
-static int prepare_dest(const char *dest, json_object **ret_index, struct ossb_error **err)
+/* Make `dest` a directory (creating it) and lock it against other ossb writers: *ret_fd holds
+ * an flock(LOCK_EX) on the directory until it is closed. */
+static int open_dest(const char *dest, int *ret_fd, struct ossb_error **err)
+{
+        struct stat st;
+        int r;
+
+        if (stat(dest, &st) < 0) {
+                if (errno != ENOENT)
+                        return ossb_error_set(err, -errno, "cannot access `%s`: %m", dest);
+                r = ossb_mkdir_p(dest, 0755);
+                if (r < 0)
+                        return ossb_error_set(err, r, "cannot create `%s`: %s", dest, strerror(-r));
+        } else if (!S_ISDIR(st.st_mode))
+                return ossb_error_set(err, -ENOTDIR, "`%s` exists and is not a directory", dest);
+        int fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return ossb_error_set(err, -errno, "cannot open `%s`: %m", dest);
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR) {
+                        r = ossb_error_set(err, -errno, "cannot lock `%s`: %m", dest);
+                        close(fd);
+                        return r;
+                }
+        *ret_fd = fd;
+        return 0;
+}
+
+/* Accept an empty directory or an existing layout (whose index.json goes to *ret_index, NULL
+ * when there is none); refuse anything else. */
+static int check_dest(const char *dest, json_object **ret_index, struct ossb_error **err)
 {
         _cleanup_free_ char *layout = ossb_path_join(dest, "oci-layout");
         _cleanup_free_ char *index = ossb_path_join(dest, "index.json");
@@ -582,14 +620,6 @@ static int prepare_dest(const char *dest, json_object **ret_index, struct ossb_e
         *ret_index = NULL;
         if (!layout || !index)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
-        if (stat(dest, &st) < 0) {
-                if (errno != ENOENT)
-                        return ossb_error_set(err, -errno, "cannot access `%s`: %m", dest);
-                r = ossb_mkdir_p(dest, 0755);
-                return r < 0 ? ossb_error_set(err, r, "cannot create `%s`: %s", dest, strerror(-r)) : 0;
-        }
-        if (!S_ISDIR(st.st_mode))
-                return ossb_error_set(err, -ENOTDIR, "`%s` exists and is not a directory", dest);
         if (lstat(layout, &st) == 0) {
                 r = check_layout_file(layout, err);
                 if (r >= 0 && access(index, F_OK) == 0)
@@ -695,11 +725,14 @@ int ossb_layout_write_dir(struct ossb_store *s, const char *dest, const struct o
 {
         struct ossb_image_blobs b = { 0 };
         _cleanup_json_ json_object *base = NULL, *idx = NULL;
+        _cleanup_close_ int lock_fd = -1;
         int r = check_tags(tags, n_tags, err);
         if (r >= 0)
                 r = ossb_image_blobs_collect(s, manifest, &b, err);
         if (r >= 0)
-                r = prepare_dest(dest, &base, err);
+                r = open_dest(dest, &lock_fd, err);
+        if (r >= 0)
+                r = check_dest(dest, &base, err);
         if (r >= 0)
                 r = ossb_layout_build_index(base, manifest, tags, n_tags, &idx, err);
         if (r >= 0)

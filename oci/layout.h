@@ -4,7 +4,8 @@
  * written to a temp name, fsynced and renamed; a layout directory gets its blobs first (each
  * atomically) and index.json (atomically) last.  An existing layout at dest gains the new
  * manifest (entries with the same ref name are replaced); a non-empty directory that is not a
- * layout is refused.
+ * layout is refused.  Concurrent ossb writers of one layout directory are serialised with an
+ * flock on the directory (other tools do not take it).
  */
 #ifndef OSSB_OCI_LAYOUT_H
 #define OSSB_OCI_LAYOUT_H

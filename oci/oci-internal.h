@@ -6,6 +6,7 @@
 #ifndef OSSB_OCI_OCI_INTERNAL_H
 #define OSSB_OCI_OCI_INTERNAL_H
 
+#include <locale.h>
 #include <stddef.h>
 
 #include <json-c/json.h>
@@ -57,6 +58,12 @@ void ossb_tar_out_free(struct ossb_tar_out *t); /* removes the temp file unless 
 int ossb_layout_build_index(json_object *base, const struct ossb_descriptor *manifest,
                             const struct ossb_layout_tag *tags, size_t n_tags, json_object **ret,
                             struct ossb_error **err);
+
+/* Run libarchive's name conversions under C.UTF-8 (so that tar bytes do not depend on the
+ * process locale): old = ossb_tar_locale_enter(); archive_write_header(...);
+ * ossb_tar_locale_leave(old). */
+locale_t ossb_tar_locale_enter(void);
+void ossb_tar_locale_leave(locale_t old);
 
 #define OSSB_OCI_LAYOUT_FILE "{\"imageLayoutVersion\":\"1.0.0\"}"
 

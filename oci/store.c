@@ -284,10 +284,10 @@ static int ingest_place(struct ossb_store_ingest *in, const char *digest, struct
         int r = ossb_store_blob_path(in->store, digest, &dest, err);
         if (r < 0)
                 return r;
-        if (fsync(in->fd) < 0)
-                return ossb_error_set(err, -errno, "cannot fsync `%s`: %m", in->path);
         if (ossb_store_has(in->store, digest))
                 return 0; /* already present: keep it, the caller removes the temp file */
+        if (fsync(in->fd) < 0)
+                return ossb_error_set(err, -errno, "cannot fsync `%s`: %m", in->path);
         if (rename(in->path, dest) < 0)
                 return ossb_error_set(err, -errno, "cannot rename `%s` to `%s`: %m", in->path, dest);
         free(in->path);

@@ -57,7 +57,7 @@ static int set_value(const struct df_ctx *ctx, const struct df_flag_spec *sp, st
         default:
                 if (!value)
                         return df_fail(ctx, "missing a value on flag: %s", flag_name);
-                return ossb_strv_push(&v->values, value) < 0 ? df_oom(ctx->err) : 0;
+                return df_strv_add(&v->values, &v->n_values, strdup(value)) < 0 ? df_oom(ctx->err) : 0;
         }
 }
 

@@ -130,8 +130,8 @@ static int command_from(const struct df_ctx *ctx, char *const *args, bool json, 
         for (size_t i = 0; args[i]; i++)
                 if ((i > 0 && ossb_strbuf_append_c(&sb, ' ') < 0) || ossb_strbuf_append(&sb, args[i]) < 0)
                         return df_oom(ctx->err);
-        char *s = ossb_strbuf_steal(&sb);
-        if (!s || ossb_strv_consume(&c->argv, s) < 0)
+        size_t n = 0;
+        if (df_strv_add(&c->argv, &n, ossb_strbuf_steal(&sb)) < 0)
                 return df_oom(ctx->err);
         return 0;
 }
@@ -140,7 +140,7 @@ static int command_from(const struct df_ctx *ctx, char *const *args, bool json, 
 
 static int add_kv(const struct df_ctx *ctx, struct ossb_df_inst *i, const char *k, size_t kn, const char *v)
 {
-        struct ossb_df_kv *n = reallocarray(i->kvs, i->n_kvs + 1, sizeof(*n));
+        struct ossb_df_kv *n = df_grow(i->kvs, i->n_kvs, sizeof(*n));
         if (!n)
                 return df_oom(ctx->err);
         i->kvs = n;
@@ -248,6 +248,7 @@ static int parse_volume(const struct df_ctx *ctx, const struct ossb_df_instructi
         if (nargs(n) == 0)
                 return err_at_least_one(ctx, "VOLUME");
         int r = parse_no_flags(ctx, n);
+        size_t nw = 0;
         if (r < 0)
                 return r;
         for (size_t k = 0; n->args[k]; k++) {
@@ -256,8 +257,7 @@ static int parse_volume(const struct df_ctx *ctx, const struct ossb_df_instructi
                 size_t len = df_trim_right_len(v + lead, strlen(v + lead));
                 if (len == 0)
                         return df_fail(ctx, "VOLUME specified can not be an empty string");
-                char *w = strndup(v + lead, len);
-                if (!w || ossb_strv_consume(&i->words, w) < 0)
+                if (df_strv_add(&i->words, &nw, strndup(v + lead, len)) < 0)
                         return df_oom(ctx->err);
         }
         return 0;
@@ -417,10 +417,11 @@ static int sources_and_dest(const struct df_ctx *ctx, const struct ossb_df_instr
                 ossb_df_heredoc_clear(&h);
                 return df_fail(ctx, "%s cannot accept a heredoc as a destination", cmd);
         }
+        size_t ns = 0;
         if (dup_str(ctx, n->args[na - 1], &i->dest) < 0 || !(i->sources = ossb_strv_new_empty()))
                 return df_oom(ctx->err);
         for (size_t k = 0; k + 1 < na; k++)
-                if (ossb_strv_push(&i->sources, n->args[k]) < 0)
+                if (df_strv_add(&i->sources, &ns, strdup(n->args[k])) < 0)
                         return df_oom(ctx->err);
         i->sources_json = n->json;
         return 0;
@@ -608,10 +609,10 @@ void ossb_df_plan_free(struct ossb_df_plan *p)
         free(p);
 }
 
-/* Grow an array of elements of size `size` to hold n + 1; the new slot is zeroed. */
+/* Room for element n of an array grown by df_grow; the new slot is zeroed. */
 static void *grow(void *arr, size_t n, size_t size)
 {
-        char *a = reallocarray(arr, n + 1, size);
+        char *a = df_grow(arr, n, size);
         if (a)
                 memset(a + n * size, 0, size);
         return a;

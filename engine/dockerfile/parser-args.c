@@ -43,23 +43,28 @@ void df_instruction_clear(struct ossb_df_instruction *inst)
         memset(inst, 0, sizeof(*inst));
 }
 
-static int push_n(char ***v, const char *s, size_t n)
+/* Append a copy of s[0..len) to the vector *v of *n strings (see df_strv_add). */
+static int push_n(char ***v, size_t *n, const char *s, size_t len)
 {
-        char *d = strndup(s, n);
-        if (!d)
-                return -ENOMEM;
-        return ossb_strv_consume(v, d);
+        return df_strv_add(v, n, strndup(s, len));
+}
+
+static int push(char ***v, const char *s)
+{
+        size_t n = ossb_strv_length(*v);
+        return df_strv_add(v, &n, strdup(s));
 }
 
 /* regexp `[\t\v\f\r ]+` Split(s, -1) of a non-empty string without leading/trailing blanks */
 static int split_ws(const char *s, char ***v)
 {
+        size_t n = ossb_strv_length(*v);
         int r = 0;
         while (r >= 0 && *s) {
                 size_t k = 0;
                 while (s[k] && !is_ascii_ws(s[k]))
                         k++;
-                r = push_n(v, s, k);
+                r = push_n(v, &n, s, k);
                 s += k;
                 while (is_ascii_ws(*s))
                         s++;
@@ -82,7 +87,7 @@ int df_parse_words(const char *s, char escape, char ***ret)
 {
         _cleanup_strbuf_ struct ossb_strbuf sb = OSSB_STRBUF_INIT;
         _cleanup_strv_free_ char **words = NULL;
-        size_t n = strlen(s), w = 0;
+        size_t n = strlen(s), w = 0, nw = 0;
         int phase = IN_SPACES, r = 0;
         uint32_t ch = 0, quote = 0;
         bool blank_ok = false;
@@ -99,14 +104,14 @@ int df_parse_words(const char *s, char escape, char ***ret)
                 }
                 if (pos == n) {
                         if (blank_ok || sb.len > 0)
-                                r = push_n(&words, sb.buf ? sb.buf : "", sb.len);
+                                r = push_n(&words, &nw, sb.buf ? sb.buf : "", sb.len);
                         break;
                 }
                 if (phase == IN_WORD) {
                         if (df_is_space(ch)) {
                                 phase = IN_SPACES;
                                 if (blank_ok || sb.len > 0)
-                                        r = push_n(&words, sb.buf ? sb.buf : "", sb.len);
+                                        r = push_n(&words, &nw, sb.buf ? sb.buf : "", sb.len);
                                 ossb_strbuf_reset(&sb);
                                 blank_ok = false;
                                 continue;
@@ -153,7 +158,7 @@ int df_parse_words(const char *s, char escape, char ***ret)
 static int extract_flags(const char *s, char escape, char ***ret_flags, const char **ret_rest)
 {
         _cleanup_strbuf_ struct ossb_strbuf sb = OSSB_STRBUF_INIT;
-        size_t n = strlen(s), w = 0;
+        size_t n = strlen(s), w = 0, nf = 0;
         int phase = IN_SPACES, r = 0;
         uint32_t ch = 0, quote = 0;
         bool blank_ok = false;
@@ -175,7 +180,7 @@ static int extract_flags(const char *s, char escape, char ***ret_flags, const ch
                 }
                 if (pos == n) {
                         if (!(sb.len == 2 && streq(sb.buf, "--")) && (blank_ok || sb.len > 0))
-                                r = push_n(ret_flags, sb.buf ? sb.buf : "", sb.len);
+                                r = push_n(ret_flags, &nf, sb.buf ? sb.buf : "", sb.len);
                         break;
                 }
                 if (phase == IN_WORD && df_is_space(ch)) {
@@ -185,7 +190,7 @@ static int extract_flags(const char *s, char escape, char ***ret_flags, const ch
                                 break;
                         }
                         if (blank_ok || sb.len > 0)
-                                r = push_n(ret_flags, sb.buf ? sb.buf : "", sb.len);
+                                r = push_n(ret_flags, &nf, sb.buf ? sb.buf : "", sb.len);
                         ossb_strbuf_reset(&sb);
                         blank_ok = false;
                         continue;
@@ -217,7 +222,7 @@ static int parse_string(const struct df_ctx *ctx, const char *rest, int depth, s
 {
         if (!*rest)
                 return 0;
-        return ossb_strv_push(&inst->args, rest) < 0 ? df_oom(ctx->err) : 0;
+        return push(&inst->args, rest) < 0 ? df_oom(ctx->err) : 0;
 }
 
 static int parse_ws_list(const struct df_ctx *ctx, const char *rest, int depth, struct ossb_df_instruction *inst)
@@ -233,8 +238,9 @@ static int parse_json(const struct df_ctx *ctx, const char *rest, struct ossb_df
         switch (r) {
         case DF_JSON_OK:
                 inst->json = true;
+                size_t n = ossb_strv_length(inst->args);
                 for (size_t i = 0; items[i]; i++) {
-                        if (ossb_strv_consume(&inst->args, TAKE_PTR(items[i])) < 0) {
+                        if (df_strv_add(&inst->args, &n, TAKE_PTR(items[i])) < 0) {
                                 ossb_strv_free(items);
                                 return df_oom(ctx->err);
                         }
@@ -275,6 +281,7 @@ static int parse_maybe_json_list(const struct df_ctx *ctx, const char *rest, int
 static int parse_name_val(const struct df_ctx *ctx, const char *rest, int depth, struct ossb_df_instruction *inst)
 {
         _cleanup_strv_free_ char **words = NULL;
+        size_t na = 0;
         if (df_parse_words(rest, ctx->escape, &words) < 0)
                 return df_oom(ctx->err);
         if (!words)
@@ -289,7 +296,7 @@ static int parse_name_val(const struct df_ctx *ctx, const char *rest, int depth,
                 while (is_ascii_ws(*v))
                         v++;
                 inst->kv_legacy = true;
-                if (push_n(&inst->args, rest, k) < 0 || ossb_strv_push(&inst->args, v) < 0)
+                if (push_n(&inst->args, &na, rest, k) < 0 || push_n(&inst->args, &na, v, strlen(v)) < 0)
                         return df_oom(ctx->err);
                 return 0;
         }
@@ -301,7 +308,8 @@ static int parse_name_val(const struct df_ctx *ctx, const char *rest, int depth,
                                 return df_oom(ctx->err);
                         return df_fail(ctx, "Syntax error - can't find = in %s. Must be of the form: name=value", q);
                 }
-                if (push_n(&inst->args, words[i], (size_t) (eq - words[i])) < 0 || ossb_strv_push(&inst->args, eq + 1) < 0)
+                if (push_n(&inst->args, &na, words[i], (size_t) (eq - words[i])) < 0 ||
+                    push_n(&inst->args, &na, eq + 1, strlen(eq + 1)) < 0)
                         return df_oom(ctx->err);
         }
         return 0;
@@ -325,7 +333,8 @@ static int parse_health(const struct df_ctx *ctx, const char *rest, int depth, s
         if (sep == 0)
                 return 0;
         nx = sep + df_space_prefix(rest + sep, n - sep);
-        if (push_n(&inst->args, rest, sep) < 0)
+        size_t na = 0;
+        if (push_n(&inst->args, &na, rest, sep) < 0)
                 return df_oom(ctx->err);
         return parse_maybe_json(ctx, rest + nx, depth, inst);
 }

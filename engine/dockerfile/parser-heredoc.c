@@ -20,6 +20,9 @@
 #include "engine/dockerfile/parser-internal.h"
 
 #define L_EOF (-1)
+/* ${...} may nest inside ${...}; each level recurses, so hostile input is cut off here (Go's
+ * growable stacks have no such limit, real Dockerfiles never come near it). */
+#define MAX_NESTING 128
 
 struct lex {
         const char *s;
@@ -28,10 +31,12 @@ struct lex {
         bool raw_escapes;
         struct ossb_strbuf wbuf; /* the words buffer, shared by nested scans (as in Go) */
         char *msg;               /* first error message */
+        unsigned depth;          /* ${ nesting */
 };
 
 struct words {
         char **v;
+        size_t n;
         bool in_word;
 };
 
@@ -78,7 +83,7 @@ static int words_flush(struct lex *l, struct words *w)
         w->in_word = false;
         if (!s)
                 return -ENOMEM;
-        return ossb_strv_consume(&w->v, s);
+        return df_strv_add(&w->v, &w->n, s);
 }
 
 static int add_raw_char(struct lex *l, struct words *w, int32_t ch)
@@ -222,16 +227,31 @@ static int dollar_replace(struct lex *l, const char *nm, struct ossb_strbuf *out
         return ossb_strbuf_appendf(out, "${%s/%s/%s}", nm, pattern.buf ? pattern.buf : "", repl.buf ? repl.buf : "");
 }
 
+static int dollar_braced(struct lex *l, struct ossb_strbuf *out);
+
 static int dollar(struct lex *l, struct ossb_strbuf *out)
 {
         _cleanup_strbuf_ struct ossb_strbuf nm = OSSB_STRBUF_INIT;
         int r;
         next(l);
-        if (peek(l) != '{') {
-                if ((r = name(l, &nm)) < 0)
-                        return r;
-                return ossb_strbuf_appendf(out, "$%s", nm.buf);
+        if (peek(l) == '{') {
+                if (l->depth >= MAX_NESTING)
+                        return lex_fail(l, "${...} nested too deeply", "", "");
+                l->depth++;
+                r = dollar_braced(l, out);
+                l->depth--;
+                return r;
         }
+        if ((r = name(l, &nm)) < 0)
+                return r;
+        return ossb_strbuf_appendf(out, "$%s", nm.buf);
+}
+
+/* ${name}, ${name<op>word}, ${name/pattern/replacement}: given back as written. */
+static int dollar_braced(struct lex *l, struct ossb_strbuf *out)
+{
+        _cleanup_strbuf_ struct ossb_strbuf nm = OSSB_STRBUF_INIT;
+        int r;
         next(l);
         int32_t p = peek(l);
         if (p == L_EOF)
@@ -301,7 +321,7 @@ static int plain(struct lex *l, struct words *w, struct ossb_strbuf *result, boo
 
 static int stop_on(struct lex *l, int32_t stop, bool raw_escapes, struct ossb_strbuf *result, char ***ret_words)
 {
-        struct words w = { NULL, false };
+        struct words w = { NULL, 0, false };
         bool saved = l->raw_escapes, at_end = false, found = false;
         int r = ossb_strbuf_append(result, "");
 
@@ -475,7 +495,7 @@ int df_heredocs_from_line(const struct df_ctx *ctx, const char *line, struct oss
                         df_heredocs_free(docs, n);
                         return r == -ENOMEM ? df_oom(ctx->err) : df_fail(ctx, "%s", msg);
                 }
-                struct ossb_df_heredoc *nd = reallocarray(docs, n + 1, sizeof(*docs));
+                struct ossb_df_heredoc *nd = df_grow(docs, n, sizeof(*docs));
                 if (!nd) {
                         ossb_df_heredoc_clear(&h);
                         df_heredocs_free(docs, n);

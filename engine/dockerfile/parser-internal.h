@@ -55,6 +55,13 @@ char *df_go_quoted(const char *s);
 const char *df_suggest(const char *val, const char *const *options, size_t n_options, bool case_sensitive,
                        char *buf, size_t bufsz);
 char *df_strndup_lower(const char *s, size_t n);
+/* Geometric growth without a capacity field, so that hostile input cannot make appends
+ * quadratic: `arr` holds n elements and was only ever grown by df_grow (or is NULL); returns
+ * it (or its new place) with room for n + 1, or NULL on ENOMEM (arr is then unchanged). */
+void *df_grow(void *arr, size_t n, size_t size);
+/* Append s (owned; freed on failure) to the NULL-terminated vector *v of *n strings that was
+ * only ever built by df_strv_add (or is NULL, or ossb_strv_new_empty()).  -ENOMEM on failure. */
+int df_strv_add(char ***v, size_t *n, char *s);
 
 /* --- parser-json.c ------------------------------------------------------------------------ */
 enum df_json_status {
@@ -98,6 +105,7 @@ struct df_flag_value {
         bool on;                /* bool flags */
         const char *value;      /* string flags: borrowed from the node's flag word */
         char **values;          /* strings flags: owned copies */
+        size_t n_values;
 };
 
 /* BuildKit's BFlags.Parse of node->flags against spec (n entries); vals[i] answers spec[i]

@@ -26,6 +26,7 @@ struct jp {
         bool not_strings;          /* a top-level item that is not a string */
         bool nul;                  /* a top-level string holding U+0000 */
         char **items;
+        size_t n_items;
 };
 
 static void skip_ws(struct jp *p)
@@ -253,7 +254,7 @@ static int scan_value(struct jp *p)
                         int r = decode_string(p->s + a, b - a, &item, &p->nul);
                         if (r < 0)
                                 return r;
-                        r = ossb_strv_consume(&p->items, item);
+                        r = df_strv_add(&p->items, &p->n_items, item);
                         if (r < 0)
                                 return r;
                 }

@@ -16,6 +16,9 @@
 #include "engine/dockerfile/parser-internal.h"
 
 static int fail_v(struct ossb_error **err, const char *path, int line, const char *fmt, va_list ap)
+        __attribute__((format(printf, 4, 0)));
+
+static int fail_v(struct ossb_error **err, const char *path, int line, const char *fmt, va_list ap)
 {
         _cleanup_free_ char *msg = NULL;
         if (vasprintf(&msg, fmt, ap) < 0)
@@ -262,6 +265,32 @@ char *df_go_quoted(const char *s)
         if (df_go_quote(&sb, s, strlen(s)) < 0)
                 return NULL;
         return ossb_strbuf_steal(&sb);
+}
+
+void *df_grow(void *arr, size_t n, size_t size)
+{
+        if (arr && n != 0 && (n & (n - 1)) != 0)
+                return arr; /* capacity is the next power of two >= n, so > n */
+        size_t cap = n == 0 ? 1 : 2 * n;
+        if (cap < n || cap > ((size_t) -1) / size)
+                return NULL;
+        return realloc(arr, cap * size);
+}
+
+int df_strv_add(char ***v, size_t *n, char *s)
+{
+        if (!s)
+                return -ENOMEM;
+        char **a = *v ? df_grow(*v, *n + 1, sizeof(char *)) : malloc(2 * sizeof(char *));
+        if (!a) {
+                free(s);
+                return -ENOMEM;
+        }
+        a[*n] = s;
+        a[*n + 1] = NULL;
+        (*n)++;
+        *v = a;
+        return 0;
 }
 
 char *df_strndup_lower(const char *s, size_t n)

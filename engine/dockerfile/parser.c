@@ -29,6 +29,7 @@ struct state {
         bool directives_done;
         bool seen_escape, seen_syntax, seen_check;
         size_t cap;           /* of df->insts */
+        size_t n_warnings;
 };
 
 /* The next physical line, newline included (bufio.Scanner with BuildKit's scanLines). */
@@ -154,7 +155,7 @@ static int add_warning(struct state *st, const char *line)
         _cleanup_free_ char *w = NULL;
         if (asprintf(&w, "%s:%d: Empty continuation line found in: %s", st->ctx.path, st->line, line) < 0)
                 return df_oom(st->ctx.err);
-        return ossb_strv_consume(&st->df->warnings, TAKE_PTR(w)) < 0 ? df_oom(st->ctx.err) : 0;
+        return df_strv_add(&st->df->warnings, &st->n_warnings, TAKE_PTR(w)) < 0 ? df_oom(st->ctx.err) : 0;
 }
 
 /* The rest of a logical line after its first physical line (already in *buf). */
@@ -216,6 +217,8 @@ static int read_heredoc_body(struct state *st, struct ossb_df_heredoc *h)
 static int add_instruction(struct state *st, const char *line, int start)
 {
         struct ossb_dockerfile *df = st->df;
+        if (df->n_insts >= OSSB_DF_MAX_INSTRUCTIONS)
+                return df_fail_at(st->ctx.err, st->ctx.path, start, "more than %u instructions", OSSB_DF_MAX_INSTRUCTIONS);
         if (df->n_insts == st->cap) {
                 size_t cap = st->cap ? st->cap * 2 : 16;
                 struct ossb_df_instruction *n = reallocarray(df->insts, cap, sizeof(*n));
@@ -238,8 +241,10 @@ static int add_instruction(struct state *st, const char *line, int start)
                 if (r < 0)
                         return r;
         }
-        inst->line_start = start;
-        inst->line_end = st->line;
+        for (struct ossb_df_instruction *i = inst; i; i = i->sub) {
+                i->line_start = start;
+                i->line_end = st->line;
+        }
         return 0;
 }
 

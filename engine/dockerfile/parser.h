@@ -17,11 +17,13 @@
 /* Hostile-input bounds. */
 #define OSSB_DF_MAX_SIZE (16u * 1024u * 1024u)
 /* Added: the longest physical line (BuildKit's bufio.Scanner limit, 64 KiB - 1), the most
- * physical lines in one Dockerfile, and how deeply ONBUILD may nest inside ONBUILD (BuildKit's
- * parser accepts `ONBUILD ONBUILD RUN x`; the instructions reject it). */
+ * physical lines in one Dockerfile, how deeply ONBUILD may nest inside ONBUILD (BuildKit's
+ * parser accepts `ONBUILD ONBUILD RUN x`; the instructions reject it), and the most
+ * instructions (BuildKit has no such limit; real Dockerfiles stay far below it). */
 #define OSSB_DF_MAX_LINE_LEN 65535u
 #define OSSB_DF_MAX_LINES (1u << 20)
 #define OSSB_DF_MAX_ONBUILD_DEPTH 8
+#define OSSB_DF_MAX_INSTRUCTIONS (1u << 16)
 
 struct ossb_df_heredoc {
         char *name;    /* delimiter word, quotes removed */
@@ -56,7 +58,8 @@ struct ossb_df_instruction {
                                            * trigger's heredocs sit here, on the onbuild node,
                                            * as in BuildKit */
         size_t n_heredocs;
-        struct ossb_df_instruction *sub; /* onbuild: the trigger, parsed (owned) */
+        struct ossb_df_instruction *sub; /* onbuild: the trigger, parsed (owned); it carries
+                                          * the lines of the onbuild instruction */
 };
 
 struct ossb_dockerfile {

@@ -18,3 +18,13 @@ check_PROGRAMS += tests/buildkit/ossb-dfdump
 tests_buildkit_ossb_dfdump_SOURCES = tests/buildkit/dfdump.c
 tests_buildkit_ossb_dfdump_LDADD = $(OSSB_LIBS)
 EXTRA_DIST += tests/buildkit/run-parser-testfiles.sh
+
+check_PROGRAMS += tests/unit/test-dockerfile-parser tests/unit/test-dockerfile-instructions
+TESTS += tests/unit/test-dockerfile-parser tests/unit/test-dockerfile-instructions
+tests_unit_test_dockerfile_parser_SOURCES = tests/unit/test-dockerfile-parser.c tests/unit/tap.h
+tests_unit_test_dockerfile_parser_LDADD = $(OSSB_LIBS)
+tests_unit_test_dockerfile_instructions_SOURCES = tests/unit/test-dockerfile-instructions.c tests/unit/tap.h
+tests_unit_test_dockerfile_instructions_LDADD = $(OSSB_LIBS)
+
+# The fuzz fragment is not included by Makefile.am yet; pull it in from here.
+include $(top_srcdir)/tests/fuzz/fuzz.mk

@@ -23,6 +23,9 @@
 
 /* Pattern matching work (pattern tokens x value runes) allowed for one ${V#p} and the like. */
 #define MAX_MATCH_CELLS ((size_t) 1 << 26)
+/* All the bytes one expansion may produce, intermediate results included (bounds memory when
+ * hostile input nests big values). */
+#define MAX_TOTAL ((size_t) 4 * OSSB_SHELL_MAX_RESULT)
 
 struct lexer {
         const char *s;
@@ -35,6 +38,7 @@ struct lexer {
         ossb_shell_lookup_fn lookup;
         void *userdata;
         unsigned depth;
+        size_t total;          /* bytes produced so far, against MAX_TOTAL */
         struct ossb_strbuf wb; /* BuildKit's shellWord.wordsBuffer, shared by nested calls */
         int ecode;             /* first failure: negative errno */
         char *emsg;
@@ -68,6 +72,9 @@ static int put(struct lexer *lx, struct ossb_strbuf *sb, const char *s, size_t n
 {
         if (n > OSSB_SHELL_MAX_RESULT || sb->len > OSSB_SHELL_MAX_RESULT - n)
                 return fail(lx, -E2BIG, "expansion result larger than %u bytes", OSSB_SHELL_MAX_RESULT);
+        if (n > MAX_TOTAL - lx->total)
+                return fail(lx, -E2BIG, "expansion produces more than %zu bytes", MAX_TOTAL);
+        lx->total += n;
         if (ossb_strbuf_append_n(sb, s, n) < 0)
                 return fail(lx, -ENOMEM, "out of memory");
         return 0;

@@ -40,8 +40,8 @@ enum ossb_shell_flags {
  * ProcessWords' (either may be NULL when not wanted; both are written only on success).
  * `escape` is an ASCII character (normally '\\' or '`').  The lookup sees every name the word
  * refers to, so callers can record which variables were used.  Hostile input is bounded:
- * nesting deeper than OSSB_SHELL_MAX_DEPTH or a result beyond OSSB_SHELL_MAX_RESULT fails
- * with -E2BIG. */
+ * nesting deeper than OSSB_SHELL_MAX_DEPTH, a result beyond OSSB_SHELL_MAX_RESULT, or more than
+ * four times that produced in all (intermediate results included) fails with -E2BIG. */
 #define OSSB_SHELL_MAX_DEPTH 128
 #define OSSB_SHELL_MAX_RESULT (4u << 20)
 int ossb_shell_expand_full(const char *word, char escape, unsigned flags, ossb_shell_lookup_fn lookup,

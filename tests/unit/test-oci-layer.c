@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,9 +252,11 @@ static void check_layer(enum ossb_compression c, int64_t sde)
         ASSERT(s.big_ok && s.hard_ok && s.link_ok && s.null_ok && s.sda_ok && s.fifo_ok);
         ASSERT(s.tmp_ok && s.long_ok && s.data_ok && s.utf_ok);
 
-        /* reproducible, with the pread fallback too */
+        /* reproducible, with the pread fallback and another process locale too */
         ossb_layer_disable_io_uring(true);
+        setlocale(LC_ALL, "C.UTF-8");
         int r = write_layer(&opts, &w2);
+        setlocale(LC_ALL, "C");
         ossb_layer_disable_io_uring(false);
         ASSERT(r == 0);
         ASSERT_STREQ(w1.digest, w2.digest);
@@ -456,6 +459,15 @@ static void test_empty_layer(void)
         ossb_layer_writer_free(w);
         ASSERT_INTEQ(size, 1024); /* two zero records, no block padding */
         ASSERT_STREQ(d, did);
+
+        /* a plain entry is a bare ustar header: no PAX record */
+        struct ossb_layer_entry f = { .path = "f", .type = OSSB_ENTRY_FILE, .mode = 0644, .size = 5 };
+        w = NULL;
+        ASSERT(ossb_layer_writer_new(store, &opts, &w, NULL) == 0);
+        ASSERT(ossb_layer_writer_add_data(w, &f, "hello", 5, NULL) == 0);
+        ASSERT(ossb_layer_writer_finish(w, d, &size, did, NULL) == 0);
+        ossb_layer_writer_free(w);
+        ASSERT_INTEQ(size, 2048);
 }
 
 static void store_full(enum ossb_compression c, bool uring)

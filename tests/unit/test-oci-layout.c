@@ -7,11 +7,15 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -288,6 +292,15 @@ static void test_image_write(void)
         bl = layer;
         bl.media_type = NULL;
         ASSERT_INTEQ(ossb_image_write(store, cfg, &bl, 1, NULL, &m2, NULL, &e5), -EINVAL);
+        _cleanup_error_ struct ossb_error *e6 = NULL, *e7 = NULL;
+        bl = layer;
+        bl.size = -1;
+        ASSERT_INTEQ(ossb_image_write(store, cfg, &bl, 1, NULL, &m2, NULL, &e6), -EINVAL);
+        ASSERT(strstr(e6->msg, "negative size"));
+        bl = layer;
+        bl.annotations = badann;
+        ASSERT_INTEQ(ossb_image_write(store, cfg, &bl, 1, NULL, &m2, NULL, &e7), -EINVAL);
+        ASSERT(strstr(e7->msg, "annotations must be strings"));
         ossb_descriptor_clear(&m);
         ossb_descriptor_clear(&c);
         ossb_descriptor_clear(&layer);
@@ -468,6 +481,40 @@ static void test_layout_dir(void)
         ossb_descriptor_clear(&b);
 }
 
+static void test_layout_concurrent(void)
+{
+        /* two processes adding tags to one layout: no entry is lost */
+        struct ossb_descriptor a = { 0 };
+        _cleanup_free_ char *dest = sub("concurrent");
+        _cleanup_free_ char *ip = ossb_path_join(dest, "index.json");
+        pid_t pids[2];
+        ASSERT(make_image(store, OSSB_COMPRESSION_GZIP, "a", &a) == 0);
+        for (int p = 0; p < 2; p++) {
+                pids[p] = fork();
+                ASSERT(pids[p] >= 0);
+                if (pids[p] == 0) {
+                        int bad = 0;
+                        for (int i = 0; i < 8; i++) {
+                                char ref[32];
+                                snprintf(ref, sizeof(ref), "p%d:%d", p, i);
+                                const struct ossb_layout_tag t = { ref, NULL };
+                                if (ossb_layout_write_dir(store, dest, &a, &t, 1, NULL) < 0)
+                                        bad = 1;
+                        }
+                        _exit(bad);
+                }
+        }
+        for (int p = 0; p < 2; p++) {
+                int status = 0;
+                ASSERT(waitpid(pids[p], &status, 0) == pids[p]);
+                ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        _cleanup_json_ json_object *idx = read_json(ip);
+        ASSERT(idx);
+        ASSERT_INTEQ(index_len(idx), 16);
+        ossb_descriptor_clear(&a);
+}
+
 static void test_layout_refused(void)
 {
         struct ossb_descriptor a = { 0 };
@@ -638,6 +685,20 @@ static int list_tar(const char *path, struct tar_listing *l)
         return r == ARCHIVE_EOF ? 0 : -EIO;
 }
 
+static int count_prefix(const char *dir, const char *prefix)
+{
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        int n = 0;
+        if (!d)
+                return -1;
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+                        n++;
+        closedir(d);
+        return n;
+}
+
 static bool files_equal(const char *a, const char *b)
 {
         _cleanup_free_ char *da = NULL, *db = NULL;
@@ -722,7 +783,7 @@ static void test_docker_archive(void)
         struct ossb_descriptor a = { 0 };
         _cleanup_free_ char *t = sub("docker.tar");
         _cleanup_free_ char *t2 = sub("docker2.tar");
-        char *tags[] = { (char *) "app:1.0", (char *) "localhost:5000/team/app:2", NULL };
+        char *tags[] = { (char *) "app:1.0", (char *) "localhost:5000/team/app:2", (char *) "other/app:1.0", NULL };
         struct tar_listing l;
         struct ossb_manifest *m = NULL;
         _cleanup_free_ char *data = NULL;
@@ -737,7 +798,7 @@ static void test_docker_archive(void)
         ASSERT(files_equal(t, t2));
         ASSERT(list_tar(t, &l) == 0);
         snprintf(want, sizeof(want),
-                 "[{\"Config\":\"blobs/sha256/%s\",\"RepoTags\":[\"app:1.0\",\"localhost:5000/team/app:2\"],"
+                 "[{\"Config\":\"blobs/sha256/%s\",\"RepoTags\":[\"app:1.0\",\"localhost:5000/team/app:2\",\"other/app:1.0\"],"
                  "\"Layers\":[\"blobs/sha256/%s\"]}]",
                  m->config.digest + 7, m->layers[0].digest + 7);
         ASSERT_STREQ(l.manifest_json, want);
@@ -745,8 +806,12 @@ static void test_docker_archive(void)
                                     "\"org.opencontainers.image.ref.name\":\"1.0\"}"));
         ASSERT(strstr(l.index_json, "{\"io.containerd.image.name\":\"localhost:5000/team/app:2\","
                                     "\"org.opencontainers.image.ref.name\":\"2\"}"));
-        snprintf(want, sizeof(want), "{\"app\":{\"1.0\":\"%s\"},\"localhost:5000/team/app\":{\"2\":\"%s\"}}",
-                 m->layers[0].digest + 7, m->layers[0].digest + 7);
+        /* the same tag in two repositories: two entries */
+        ASSERT(strstr(l.index_json, "{\"io.containerd.image.name\":\"docker.io/other/app:1.0\","
+                                    "\"org.opencontainers.image.ref.name\":\"1.0\"}"));
+        snprintf(want, sizeof(want),
+                 "{\"app\":{\"1.0\":\"%s\"},\"localhost:5000/team/app\":{\"2\":\"%s\"},\"other/app\":{\"1.0\":\"%s\"}}",
+                 m->layers[0].digest + 7, m->layers[0].digest + 7, m->layers[0].digest + 7);
         ASSERT_STREQ(l.repositories, want);
         ASSERT_STREQ(l.names[0], "blobs/");
         listing_free(&l);
@@ -852,6 +917,124 @@ static void test_docker_archive_zstd_mismatch(void)
         ossb_descriptor_clear(&m);
 }
 
+static void test_layout_dir_errors(void)
+{
+        struct ossb_descriptor a = { 0 };
+        _cleanup_error_ struct ossb_error *e1 = NULL, *e2 = NULL, *e3 = NULL;
+        ASSERT(make_image(store, OSSB_COMPRESSION_GZIP, "a", &a) == 0);
+
+        /* dest below a regular file */
+        _cleanup_free_ char *file = sub("errfile");
+        _cleanup_free_ char *below = sub("errfile/layout");
+        ASSERT(ossb_write_file_atomic(file, "x", 1, 0644, NULL) == 0);
+        ASSERT_INTEQ(ossb_layout_write_dir(store, below, &a, NULL, 0, &e1), -ENOTDIR);
+        ASSERT(strstr(e1->msg, "cannot access"));
+
+        /* a layout whose blobs/ is a file */
+        _cleanup_free_ char *d = sub("blobsfile");
+        _cleanup_free_ char *l = ossb_path_join(d, "oci-layout");
+        _cleanup_free_ char *b = ossb_path_join(d, "blobs");
+        ASSERT(mkdir(d, 0755) == 0);
+        ASSERT(ossb_write_file_atomic(l, "{\"imageLayoutVersion\":\"1.0.0\"}", 30, 0644, NULL) == 0);
+        ASSERT(ossb_write_file_atomic(b, "x", 1, 0644, NULL) == 0);
+        ASSERT(ossb_layout_write_dir(store, d, &a, NULL, 0, &e2) < 0);
+        ASSERT(strstr(e2->msg, "cannot create"));
+        ASSERT(access(l, F_OK) == 0);
+        _cleanup_free_ char *ix = ossb_path_join(d, "index.json");
+        ASSERT(access(ix, F_OK) < 0); /* no index.json naming blobs that are not there */
+
+        /* a directory where the manifest blob goes: the rename fails */
+        _cleanup_free_ char *d2 = sub("blobisdir");
+        char p[300];
+        snprintf(p, sizeof(p), "%s/blobs/sha256/%s/x", d2, a.digest + 7);
+        ASSERT(ossb_mkdir_p(p, 0755) == 0);
+        _cleanup_free_ char *l2 = ossb_path_join(d2, "oci-layout");
+        ASSERT(ossb_write_file_atomic(l2, "{\"imageLayoutVersion\":\"1.0.0\"}", 30, 0644, NULL) == 0);
+        ASSERT(ossb_layout_write_dir(store, d2, &a, NULL, 0, &e3) < 0);
+        ASSERT(strstr(e3->msg, "cannot rename"));
+        ossb_descriptor_clear(&a);
+}
+
+static int with_fsize_limit(rlim_t limit, int (*fn)(void *), void *arg)
+{
+        struct rlimit old, lim;
+        if (getrlimit(RLIMIT_FSIZE, &old) < 0)
+                return -errno;
+        lim = old;
+        lim.rlim_cur = limit;
+        signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &lim) < 0)
+                return -errno;
+        int r = fn(arg);
+        setrlimit(RLIMIT_FSIZE, &old);
+        return r;
+}
+
+struct tar_job {
+        const struct ossb_descriptor *m;
+        const char *dest;
+        bool docker;
+        struct ossb_error *e;
+};
+
+static int tar_job_run(void *arg)
+{
+        struct tar_job *j = arg;
+        char *tags[] = { (char *) "app:1", NULL };
+        if (j->docker)
+                return ossb_docker_archive_write(store, j->dest, j->m, tags, &j->e);
+        return ossb_layout_write_tar(store, j->dest, j->m, NULL, 0, &j->e);
+}
+
+static void test_tar_write_failure(void)
+{
+        struct ossb_descriptor a = { 0 };
+        _cleanup_free_ char *t = sub("full.tar");
+        ASSERT(make_image(store, OSSB_COMPRESSION_GZIP, "a", &a) == 0);
+        for (int docker = 0; docker < 2; docker++) {
+                for (rlim_t lim = 100; lim <= 4000; lim += 1300) {
+                        struct tar_job j = { .m = &a, .dest = t, .docker = docker };
+                        int r = with_fsize_limit(lim, tar_job_run, &j);
+                        if (r != -EFBIG)
+                                fprintf(stderr, "# docker %d limit %ld: %d %s\n", docker, (long) lim, r,
+                                        j.e ? j.e->msg : "");
+                        bool msg = j.e && strstr(j.e->msg, "cannot write");
+                        ossb_error_free(j.e);
+                        ASSERT_INTEQ(r, -EFBIG);
+                        ASSERT(msg);
+                        ASSERT(access(t, F_OK) < 0);
+                }
+        }
+        /* no temp file left beside dest */
+        ASSERT_INTEQ(count_prefix(tmpdir, "full.tar"), 0);
+        ossb_descriptor_clear(&a);
+}
+
+static void test_docker_archive_config_not_json(void)
+{
+        char cfg[OSSB_DIGEST_STR_LEN + 1], md[OSSB_DIGEST_STR_LEN + 1];
+        struct ossb_descriptor layer = { 0 };
+        char diff_id[OSSB_DIGEST_STR_LEN + 1];
+        _cleanup_free_ char *manifest = NULL;
+        _cleanup_free_ char *t = sub("cfg.tar");
+        _cleanup_error_ struct ossb_error *e = NULL;
+        ASSERT(write_test_layer(store, OSSB_COMPRESSION_GZIP, &layer, diff_id) == 0);
+        ASSERT(ossb_store_put(store, "not json", 8, NULL, cfg, NULL) == 0);
+        ASSERT(asprintf(&manifest,
+                        "{\"schemaVersion\":2,\"config\":{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":8},"
+                        "\"layers\":[{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":%lld}]}",
+                        cfg, layer.digest, (long long) layer.size) > 0);
+        ASSERT(ossb_store_put(store, manifest, strlen(manifest), NULL, md, NULL) == 0);
+        struct ossb_descriptor m = { .media_type = (char *) OSSB_MT_OCI_MANIFEST, .size = (int64_t) strlen(manifest) };
+        memcpy(m.digest, md, sizeof(md));
+        ASSERT_INTEQ(ossb_docker_archive_write(store, t, &m, NULL, &e), -EPROTO);
+        ASSERT(strstr(e->msg, "image config"));
+        /* the layout writers do not read the config: fine for them */
+        _cleanup_free_ char *t2 = sub("cfg-oci.tar");
+        ASSERT(ossb_layout_write_tar(store, t2, &m, NULL, 0, NULL) == 0);
+        ossb_descriptor_clear(&layer);
+}
+
 /* ---- mkimage: fixtures for tests/unit/test-oci-tools.sh ---- */
 
 static int mkimage(const char *dir)
@@ -862,6 +1045,8 @@ static int mkimage(const char *dir)
         _cleanup_free_ char *zlayout = ossb_path_join(dir, "layout-zstd");
         _cleanup_free_ char *docker = ossb_path_join(dir, "docker.tar");
         _cleanup_free_ char *docker_zstd = ossb_path_join(dir, "docker-zstd.tar");
+        _cleanup_free_ char *docker_1tag = ossb_path_join(dir, "docker-1tag.tar");
+        _cleanup_free_ char *layout_1tag = ossb_path_join(dir, "layout-1tag.tar");
         _cleanup_error_ struct ossb_error *e = NULL;
         struct ossb_store *s = NULL;
         struct ossb_descriptor g = { 0 }, z = { 0 };
@@ -872,6 +1057,7 @@ static int mkimage(const char *dir)
                 { "latest", NULL },
         };
         char *repo_tags[] = { (char *) "app:1.0", (char *) "localhost:5000/app:1.0", NULL };
+        char *one_tag[] = { (char *) "app:1.0", NULL };
         int r = ossb_store_open(root, &s, &e);
         if (r >= 0)
                 r = make_image(s, OSSB_COMPRESSION_GZIP, "/bin/sh", &g) < 0 ? -EIO : 0;
@@ -887,6 +1073,10 @@ static int mkimage(const char *dir)
                 r = ossb_docker_archive_write(s, docker, &g, repo_tags, &e);
         if (r >= 0)
                 r = ossb_docker_archive_write(s, docker_zstd, &z, repo_tags, &e);
+        if (r >= 0)
+                r = ossb_docker_archive_write(s, docker_1tag, &g, one_tag, &e);
+        if (r >= 0)
+                r = ossb_layout_write_tar(s, layout_1tag, &g, tags, 1, &e);
         if (r < 0)
                 fprintf(stderr, "mkimage: %s\n", e && e->msg ? e->msg : strerror(-r));
         ossb_descriptor_clear(&g);
@@ -913,6 +1103,7 @@ int main(int argc, char **argv)
         RUN_TEST(test_manifest_parse);
         RUN_TEST(test_ref_names);
         RUN_TEST(test_layout_dir);
+        RUN_TEST(test_layout_concurrent);
         RUN_TEST(test_layout_refused);
         RUN_TEST(test_layout_bad_existing);
         RUN_TEST(test_missing_blob);
@@ -923,6 +1114,9 @@ int main(int argc, char **argv)
         RUN_TEST(test_docker_archive_zstd);
         RUN_TEST(test_docker_archive_bad_config);
         RUN_TEST(test_docker_archive_zstd_mismatch);
+        RUN_TEST(test_layout_dir_errors);
+        RUN_TEST(test_tar_write_failure);
+        RUN_TEST(test_docker_archive_config_not_json);
         ossb_store_free(store);
         ossb_rm_rf(tmpdir);
         TAP_END();
