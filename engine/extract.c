@@ -147,7 +147,25 @@ static int extract_entry(const struct ossb_tree *t, struct archive *a, struct ar
                 { .tv_sec = archive_entry_mtime(e), .tv_nsec = archive_entry_mtime_nsec(e) },
         };
         (void) utimensat(AT_FDCWD, abs, ts, AT_SYMLINK_NOFOLLOW);
-        return 0;
+        return type == AE_IFDIR ? 1 : 0;
+}
+
+struct dir_time {
+        char *rel;
+        struct timespec ts;
+};
+
+/* Directories get their archive times back once everything below them is written. */
+static void restore_dir_times(const struct ossb_tree *t, struct dir_time *dirs, size_t n)
+{
+        for (size_t i = n; i > 0; i--) {
+                _cleanup_free_ char *abs = ossb_tree_abs(t, dirs[i - 1].rel);
+                struct timespec ts[2] = { dirs[i - 1].ts, dirs[i - 1].ts };
+                if (abs)
+                        (void) utimensat(AT_FDCWD, abs, ts, AT_SYMLINK_NOFOLLOW);
+                free(dirs[i - 1].rel);
+        }
+        free(dirs);
 }
 
 int ossb_archive_extract(const struct ossb_tree *t, const char *into_rel, const char *archive, int64_t uid,
@@ -155,7 +173,8 @@ int ossb_archive_extract(const struct ossb_tree *t, const char *into_rel, const 
 {
         struct archive *a = open_reader(archive);
         struct archive_entry *e;
-        size_t count = 0;
+        struct dir_time *dirs = NULL;
+        size_t count = 0, n_dirs = 0;
         int r = 0;
 
         if (!a)
@@ -214,12 +233,24 @@ int ossb_archive_extract(const struct ossb_tree *t, const char *into_rel, const 
                         break;
                 }
                 r = extract_entry(t, a, e, rel, into_rel, uid, gid, err);
+                if (r == 1) {
+                        struct dir_time *nd = realloc(dirs, (n_dirs + 1) * sizeof(*nd));
+                        r = nd ? 0 : ossb_error_set(err, -ENOMEM, "out of memory");
+                        if (nd) {
+                                dirs = nd;
+                                dirs[n_dirs].rel = strdup(rel);
+                                dirs[n_dirs].ts = (struct timespec) { .tv_sec = archive_entry_mtime(e),
+                                                                      .tv_nsec = archive_entry_mtime_nsec(e) };
+                                r = dirs[n_dirs++].rel ? 0 : ossb_error_set(err, -ENOMEM, "out of memory");
+                        }
+                }
                 if (r >= 0 && ossb_changes_add(c, rel) < 0)
                         r = ossb_error_set(err, -ENOMEM, "out of memory");
                 if (r < 0)
                         break;
         }
         archive_read_free(a);
+        restore_dir_times(t, dirs, n_dirs);
         return r;
 }
 

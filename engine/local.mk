@@ -17,3 +17,8 @@ tests_unit_test_engine_reference_SOURCES = tests/unit/test-engine-reference.c te
 tests_unit_test_engine_reference_LDADD = $(OSSB_LIBS)
 tests_unit_test_engine_imageconfig_SOURCES = tests/unit/test-engine-imageconfig.c tests/unit/tap.h
 tests_unit_test_engine_imageconfig_LDADD = $(OSSB_LIBS)
+
+check_PROGRAMS += tests/unit/test-engine-copy
+TESTS += tests/unit/test-engine-copy
+tests_unit_test_engine_copy_SOURCES = tests/unit/test-engine-copy.c tests/unit/tap.h
+tests_unit_test_engine_copy_LDADD = $(OSSB_LIBS)

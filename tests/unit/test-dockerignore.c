@@ -197,6 +197,12 @@ static void test_read_rules(void)
         ASSERT(!ossb_dockerignore_must_descend(d2, "y"));
         ASSERT(ossb_dockerignore_match(d2, "./y//z") == 1);
 
+        /* a BOM on a later line stays in the pattern, but patternmatcher's scanner skips it */
+        static const char bom2[] = "a\n\xEF\xBB\xBF*.go\n";
+        _cleanup_di_ struct ossb_dockerignore *d4 = NULL;
+        ASSERT(ossb_dockerignore_parse(NULL, bom2, strlen(bom2), &d4, &e) == 0);
+        ASSERT(ossb_dockerignore_excluded(d4, "x.go"));
+
         /* "/!x" loses its slash and becomes an exception, as in Docker */
         static const char bang[] = "*\n/!x\n";
         _cleanup_di_ struct ossb_dockerignore *d3 = NULL;
@@ -331,6 +337,22 @@ static void test_gore_direct(void)
                 ASSERT(gore_compile(bad[i], &re, &why) < 0);
                 ASSERT(re == NULL && why != NULL);
         }
+        /* \x{...} cannot come out of patternmatcher (it escapes '{'), but is RE2 syntax */
+        ASSERT(gore_compile("^\\x{41}\\x{1F600}\\xaB$", &re, NULL) == 0);
+        ASSERT_INTEQ(gore_match(re, "A\xF0\x9F\x98\x80\xC2\xAB"), 1);
+        gore_free(re);
+        static const char *const badx[] = { "\\x{}", "\\x{110000}", "\\x{4", "\\x{g}", "\\x" };
+        for (size_t i = 0; i < ELEMENTSOF(badx); i++) {
+                re = NULL;
+                ASSERT(gore_compile(badx[i], &re, NULL) == -EINVAL);
+        }
+        _cleanup_free_ char *deep = malloc(2 * 1001 + 1);
+        ASSERT(deep);
+        memset(deep, '(', 1001);
+        memset(deep + 1001, ')', 1001);
+        deep[2002] = '\0';
+        ASSERT(gore_compile(deep, &re, &why) == -EINVAL);
+        ASSERT(strstr(why, "nests"));
         ASSERT(gore_compile("a*?b+?", &re, NULL) == 0);
         ASSERT_INTEQ(gore_match(re, "b"), 1);
         gore_free(re);
