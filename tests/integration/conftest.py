@@ -385,8 +385,9 @@ class Ossb:
         return r
 
     def check_no_leftovers(self):
-        builds = self.cache / "builds"
-        if builds.is_dir():
+        """Every cache dir the test used (direct children of its tmp dir) has no build work
+        dir left, whatever the outcome of the builds."""
+        for builds in self.tmp.glob("*/builds"):
             left = list(builds.iterdir())
             assert not left, f"build work dirs left behind: {left}"
 
