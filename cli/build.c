@@ -343,7 +343,7 @@ int ossb_cmd_build(int argc, char **argv)
                 r = 0;
         else if (r == 0)
                 r = read_dockerfile(&c);
-        if (r == 0) {
+        if (r == 0 && c.opts.context_dir) { /* no context: --help was shown */
                 c.opts.tags = c.tags;
                 c.opts.build_args = c.build_args;
                 c.opts.labels = c.labels;

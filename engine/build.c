@@ -321,8 +321,8 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
                 ossb_reference_free(ref);
                 if (r >= 0)
                         ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP,
-                                        "FROM %s: pulling base images needs the registry client, which this version of ossb "
-                                        "does not have yet; use FROM scratch or a stage of this Dockerfile",
+                                        "base image `%s`: pulling base images needs the registry client, which this "
+                                        "version of ossb does not have yet; use FROM scratch or a stage of this Dockerfile",
                                         s->base_image);
                 return ossb_wrap_inst(b, &s->stage->from, err);
         }
@@ -489,13 +489,12 @@ static int export_one(struct build *b, const struct ossb_output *o, const struct
         return r;
 }
 
-static int export_image(struct build *b, struct stage_state *s, struct ossb_build_result *ret, struct ossb_error **err)
+static int export_image(struct build *b, struct stage_state *s, struct tags *tp, struct ossb_build_result *ret,
+                        struct ossb_error **err)
 {
         struct ossb_descriptor manifest = { 0 }, config = { 0 };
-        struct tags t = { 0 };
-        int r = tags_prepare(b, &t, err);
-        if (r >= 0)
-                r = apply_labels(b, s, err);
+        struct tags t = *tp;
+        int r = apply_labels(b, s, err);
         if (r < 0)
                 goto out;
         ossb_config_set_created(s->img, b->created);
@@ -525,7 +524,6 @@ static int export_image(struct build *b, struct stage_state *s, struct ossb_buil
 out:
         ossb_descriptor_clear(&manifest);
         ossb_descriptor_clear(&config);
-        tags_free(&t);
         return r;
 }
 
@@ -710,12 +708,15 @@ int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret
 {
         struct build b = { .opts = opts, .progress = { .mode = opts->progress } };
         struct stage_state *target = NULL;
+        struct tags tags = { 0 };
         int r;
 
         if (b.progress.mode == OSSB_PROGRESS_AUTO)
                 b.progress.mode = isatty(STDERR_FILENO) ? OSSB_PROGRESS_TTY : OSSB_PROGRESS_PLAIN;
         set_times(&b);
-        r = build_prepare(&b, err);
+        r = tags_prepare(&b, &tags, err); /* bad tags fail before any work */
+        if (r >= 0)
+                r = build_prepare(&b, err);
         if (r < 0)
                 goto out;
         b.n_stages = b.plan->n_stages;
@@ -734,10 +735,11 @@ int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret
         if (r >= 0)
                 r = run_needed(&b, target, err);
         if (r >= 0)
-                r = export_image(&b, target, ret, err);
+                r = export_image(&b, target, &tags, ret, err);
         if (r >= 0)
                 warn_unused_args(&b);
 out:
+        tags_free(&tags);
         build_free(&b);
         return r;
 }

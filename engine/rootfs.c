@@ -243,7 +243,8 @@ static int changes_normalize(struct ossb_changes *c)
                 for (char *s = c->paths[i]; *s; s++)
                         if (*s == '/')
                                 *s = '\x01';
-        qsort(c->paths, c->n, sizeof(char *), cmp_str);
+        if (c->n) /* paths is NULL when nothing changed: qsort(NULL, 0) is undefined */
+                qsort(c->paths, c->n, sizeof(char *), cmp_str);
         size_t w = 0;
         for (size_t i = 0; i < c->n; i++) {
                 if (w > 0 && strcmp(c->paths[w - 1], c->paths[i]) == 0) {

@@ -168,7 +168,6 @@ def test_cache_dir_from_environment(ossb, context):
 
 @pytest.mark.parametrize("args,needle", [
     (["--no-such-flag"], "--no-such-flag"),
-    (["--target"], "--target"),
     (["--output", "type=tarball,dest=x"], "tarball"),
     (["--output", "type=oci"], "dest"),
     (["--output", "type=oci,dest=x,colour=red"], "colour"),
@@ -180,6 +179,13 @@ def test_usage_errors(ossb, context, args, needle):
     ctx = simple_ctx(context)
     r = ossb.build(ctx, *args)
     assert_failed(r, 2, needle, dest=[r.layout_dir])
+
+
+def test_option_missing_its_value(ossb, context):
+    ctx = simple_ctx(context)
+    lay = ossb.fresh("layout")
+    r = ossb.run("build", "-o", f"type=oci,dest={lay}", ctx, "--target")
+    assert_failed(r, 2, "--target", dest=[lay])
 
 
 def test_context_arity(ossb, context):

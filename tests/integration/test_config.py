@@ -109,6 +109,9 @@ def test_invalid_expose_and_stopsignal(ossb, context):
 
 
 def test_workdir_joins_and_creates_directories(ossb, context):
+    """WORKDIR joins relative paths, creates missing directories (0755, owned by USER).
+    As BuildKit (and the lead's commit 0b842a6 "WORKDIR/COPY layers always"), every WORKDIR
+    other than / makes a layer: an existing directory gives a layer without entries."""
     ctx = context(files={"f.txt": "f\n"}, df="""
         FROM scratch
         WORKDIR /a
@@ -129,8 +132,13 @@ def test_workdir_joins_and_creates_directories(ossb, context):
     hist = [(h["created_by"], bool(h.get("empty_layer"))) for h in img.config["history"]]
     workdirs = [(c, e) for c, e in hist if c.startswith("WORKDIR")]
     assert workdirs == [("WORKDIR /a", False), ("WORKDIR /a/b", False), ("WORKDIR /a/c", False),
-                        ("WORKDIR /a", True), ("WORKDIR /", True)], hist
-    assert len(img.manifest["layers"]) == 4
+                        ("WORKDIR /a", False), ("WORKDIR /", True)], hist
+    assert len(img.manifest["layers"]) == 5
+    names = [{n for n, _, _ in img.layer_entries(i)} - {""} for i in range(5)]
+    assert names[0] == {"a"}
+    assert names[1] - {"a"} == {"a/b"}
+    assert names[2] - {"a"} == {"a/c"}
+    assert names[4] == set(), f"WORKDIR of an existing directory changed {names[4]}"
 
 
 def test_workdir_owned_by_user(ossb, context):

@@ -18,7 +18,7 @@ def failing_build(ossb, ctx, *args, **kw):
 
 @pytest.mark.parametrize("df,needles", [
     ("FROM scratch\nFOO bar\n", ["Dockerfile:2", "FOO"]),
-    ("FROM scratch\nCOPY <<EOF /x\nhello\n", ["Dockerfile:2", "EOF"]),
+    ("FROM scratch\nCOPY <<EOF /x\nhello\n", ["Dockerfile:2", "heredoc"]),
     ("FROM scratch\nCOPY --bogus a b\n", ["Dockerfile:2", "bogus"]),
     ("COPY a /a\n", ["Dockerfile:1"]),
     ("ARG X=1\n", ["Dockerfile"]),
