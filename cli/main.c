@@ -51,6 +51,10 @@ int ossb_cli_usage_error(const char *cmd, const char *fmt, ...)
         va_start(ap, fmt);
         int r = vasprintf(&msg, fmt, ap);
         va_end(ap);
+        if (ossb_log_is_json()) {
+                log_error("%s (run 'ossb %s--help' for usage)", r < 0 ? "usage error" : msg, cmd ? cmd : "");
+                return OSSB_EXIT_USAGE;
+        }
         log_error("%s", r < 0 ? "usage error" : msg);
         fprintf(stderr, "Run 'ossb %s--help' for usage.\n", cmd ? cmd : "");
         return OSSB_EXIT_USAGE;

@@ -41,6 +41,10 @@ static struct archive *open_reader(const char *path)
 
 int ossb_archive_detect(const char *path)
 {
+        struct stat st;
+        /* only regular files: opening a FIFO would block */
+        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                return 0;
         struct archive *a = open_reader(path);
         struct archive_entry *e;
         if (!a)

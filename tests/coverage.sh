@@ -11,7 +11,7 @@ rm -rf "$work" && mkdir -p "$work/src"
 cd "$work/src"
 autoreconf -fi >/dev/null 2>&1 && ./configure -q --enable-coverage && make -j"$(nproc)" >/dev/null || exit 1
 make -j"$(nproc)" check >/dev/null 2>&1 || echo "coverage: some unit tests failed (see $work/src/test-suite.log)"
-OSSB="$work/src/ossb" python3 -m pytest "$src/tests/integration" -q -p no:cacheprovider >/dev/null 2>&1 ||
+OSSB="$work/src/ossb" /usr/bin/python3 -m pytest "$src/tests/integration" -q -p no:cacheprovider >/dev/null 2>&1 ||
 	echo "coverage: some integration tests failed"
 gcovr -r . --exclude 'tests/' --txt "$work/coverage.txt" >/dev/null 2>&1
 cat "$work/coverage.txt"

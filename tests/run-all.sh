@@ -71,10 +71,11 @@ fi
 # 3. integration tests
 if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 	echo "=== integration: pytest tests/integration"
-	OSSB=${OSSB:-$src/ossb} python3 -m pytest "$src/tests/integration" -q -rfEs \
+	# Debian's python3 (with python3-pytest), not another python3 that may come first on PATH
+	OSSB=${OSSB:-$src/ossb} /usr/bin/python3 -m pytest "$src/tests/integration" -q -rfEs \
 		--junitxml="$work/integration.xml" -p no:cacheprovider 2>&1 | tail -60
 	if [ -f "$work/integration.xml" ]; then
-		read -r t f e s < <(python3 - "$work/integration.xml" <<'PY'
+		read -r t f e s < <(/usr/bin/python3 - "$work/integration.xml" <<'PY'
 import sys, xml.etree.ElementTree as ET
 r = ET.parse(sys.argv[1]).getroot()
 suites = [r] if r.tag == "testsuite" else list(r)

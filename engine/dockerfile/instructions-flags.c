@@ -227,27 +227,30 @@ int df_parse_duration(const char *orig, long long *ret_ns, char **ret_msg)
 int df_parse_int32(const char *s, long *ret, char **ret_msg)
 {
         const char *p = s;
-        bool neg = false;
-        long long v = 0;
-        bool range = false;
+        bool neg = false, range = false;
+        unsigned long long v = 0;
 
+        /* strconv.ParseUint(s, 10, 32) stops at the first overflow, before looking further */
         if (*p == '+' || *p == '-')
                 neg = *p++ == '-';
         if (!*p)
-                goto syntax;
+                goto fail;
         for (; *p; p++) {
                 if (*p < '0' || *p > '9')
-                        goto syntax;
-                if (v <= 2147483648LL)
-                        v = v * 10 + (*p - '0');
+                        goto fail;
+                v = v * 10 + (unsigned) (*p - '0');
+                if (v > 0xFFFFFFFFULL) {
+                        range = true;
+                        goto fail;
+                }
         }
-        if ((!neg && v > 2147483647LL) || (neg && v > 2147483648LL))
+        if ((!neg && v >= 2147483648ULL) || (neg && v > 2147483648ULL)) {
                 range = true;
-        if (!range) {
-                *ret = (long) (neg ? -v : v);
-                return 0;
+                goto fail;
         }
-syntax:;
+        *ret = neg ? (long) -(long long) v : (long) v;
+        return 0;
+fail:;
         _cleanup_free_ char *q = df_go_quoted(s);
         if (!q || asprintf(ret_msg, "strconv.ParseInt: parsing %s: %s", q,
                            range ? "value out of range" : "invalid syntax") < 0)

@@ -7,7 +7,6 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,9 +357,7 @@ static int healthcheck_cmd(const struct df_ctx *ctx, const struct ossb_df_instru
                            struct ossb_df_inst *i)
 {
         if (strcasecmp(typ, "CMD") != 0) {
-                _cleanup_free_ char *up = strdup(typ), *q = NULL;
-                for (char *p = up; p && *p; p++)
-                        *p = (char) toupper((unsigned char) *p);
+                _cleanup_free_ char *up = df_go_upper(typ, strlen(typ)), *q = NULL;
                 q = up ? df_go_quoted(up) : NULL;
                 return q ? df_fail(ctx, "Unknown type %s in HEALTHCHECK (try CMD)", q) : df_oom(ctx->err);
         }

@@ -404,7 +404,7 @@ int df_parse_line(const struct df_ctx *ctx, const char *line, int depth, struct 
         } else {
                 rest = strdup("");
         }
-        inst->cmd = df_strndup_lower(cmd, k);
+        inst->cmd = df_go_lower(cmd, k);
         if (!rest || !inst->cmd)
                 return df_oom(ctx->err);
         line_parser fn = NULL;

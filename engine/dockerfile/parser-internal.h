@@ -55,6 +55,12 @@ char *df_go_quoted(const char *s);
 const char *df_suggest(const char *val, const char *const *options, size_t n_options, bool case_sensitive,
                        char *buf, size_t bufsz);
 char *df_strndup_lower(const char *s, size_t n);
+/* Go's strings.ToLower / ToUpper: ASCII exactly; bytes that are not UTF-8 become U+FFFD (as
+ * strings.Map does) once the text is not pure ASCII; case mapping beyond ASCII covers Latin-1,
+ * Latin Extended-A, Greek, Cyrillic and the Kelvin sign (which lowers to 'k'); other runes are
+ * kept.  NULL on ENOMEM. */
+char *df_go_lower(const char *s, size_t n);
+char *df_go_upper(const char *s, size_t n);
 /* Geometric growth without a capacity field, so that hostile input cannot make appends
  * quadratic: `arr` holds n elements and was only ever grown by df_grow (or is NULL); returns
  * it (or its new place) with room for n + 1, or NULL on ENOMEM (arr is then unchanged). */

@@ -293,6 +293,70 @@ int df_strv_add(char ***v, size_t *n, char *s)
         return 0;
 }
 
+static uint32_t rune_upper(uint32_t r)
+{
+        if ((r >= 'a' && r <= 'z') || (r >= 0xE0 && r <= 0xFE && r != 0xF7) || (r >= 0x3B1 && r <= 0x3CB && r != 0x3C2) ||
+            (r >= 0x430 && r <= 0x44F))
+                return r - 0x20;
+        if (r >= 0x450 && r <= 0x45F)
+                return r - 0x50;
+        if (r >= 0x100 && r <= 0x17F && r != 0x130 && r != 0x131 && r != 0x138 && r != 0x149 && r != 0x17F)
+                return ((r >= 0x139 && r <= 0x148) || (r >= 0x179 && r <= 0x17E)) ? (r % 2 == 0 ? r - 1 : r)
+                                                                                 : (r % 2 == 1 ? r - 1 : r);
+        switch (r) {
+        case 0xFF: return 0x178;
+        case 0xB5: return 0x39C;
+        case 0x3C2: return 0x3A3;
+        case 0x17F: return 'S';
+        case 0x131: return 'I';
+        default: return r;
+        }
+}
+
+static uint32_t rune_lower(uint32_t r)
+{
+        if ((r >= 'A' && r <= 'Z') || (r >= 0xC0 && r <= 0xDE && r != 0xD7) || (r >= 0x391 && r <= 0x3AB && r != 0x3A2) ||
+            (r >= 0x410 && r <= 0x42F))
+                return r + 0x20;
+        if (r >= 0x400 && r <= 0x40F)
+                return r + 0x50;
+        if (r >= 0x100 && r <= 0x17F && r != 0x130 && r != 0x131 && r != 0x138 && r != 0x149 && r != 0x178 && r != 0x17F)
+                return ((r >= 0x139 && r <= 0x148) || (r >= 0x179 && r <= 0x17E)) ? (r % 2 == 1 ? r + 1 : r)
+                                                                                 : (r % 2 == 0 ? r + 1 : r);
+        switch (r) {
+        case 0x178: return 0xFF;
+        case 0x130: return 'i';
+        case 0x212A: return 'k';
+        case 0x212B: return 0xE5;
+        default: return r;
+        }
+}
+
+static char *go_case(const char *s, size_t n, uint32_t (*map)(uint32_t))
+{
+        _cleanup_strbuf_ struct ossb_strbuf sb = OSSB_STRBUF_INIT;
+        bool ascii = true;
+        int r = ossb_strbuf_append(&sb, "");
+        for (size_t i = 0; i < n; i++)
+                ascii &= (unsigned char) s[i] < 0x80;
+        for (size_t i = 0; r >= 0 && i < n;) {
+                uint32_t c;
+                i += df_utf8_decode(s + i, n - i, &c);
+                r = ascii ? ossb_strbuf_append_c(&sb, (char) map(c)) : df_utf8_put(&sb, map(c));
+        }
+        return r < 0 ? NULL : ossb_strbuf_steal(&sb);
+}
+
+char *df_go_lower(const char *s, size_t n)
+{
+        return go_case(s, n, rune_lower);
+}
+
+char *df_go_upper(const char *s, size_t n)
+{
+        return go_case(s, n, rune_upper);
+}
+
 char *df_strndup_lower(const char *s, size_t n)
 {
         char *d = strndup(s, n);

@@ -291,7 +291,7 @@ def test_automatic_platform_args(ossb, context):
         ARG TARGETOS
         ARG BUILDARCH
         LABEL arch=$TARGETARCH platform=$TARGETPLATFORM os=$TARGETOS build=$BUILDARCH \\
-              undeclared=${TARGETVARIANT:-none}
+              undeclared=${BUILDPLATFORM:-none}
         """)
     img = ossb.build_ok(ctx).image
     arch = host_arch()

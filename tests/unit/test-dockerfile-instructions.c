@@ -338,6 +338,9 @@ static void test_healthcheck(void)
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK CMD\n", "Dockerfile:2: Missing command after HEALTHCHECK CMD");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK CMD []\n", "Dockerfile:2: Missing command after HEALTHCHECK CMD");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK connect TCP 7000\n", "Dockerfile:2: Unknown type \"CONNECT\" in HEALTHCHECK (try CMD)");
+        /* strings.ToUpper: non-ASCII letters too, bad bytes become U+FFFD */
+        ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK \xc3\xa9t\xc3\xa9\xff\xc5\x82\xc4\xba\xce\xb1\xd0\xb6\xd1\x91\xc3\xbf\xc2\xb5\xcf\x82\xc5\xbf\xc4\xb1 x\n",
+                          "Dockerfile:2: Unknown type \"\xc3\x89T\xc3\x89\xef\xbf\xbd\xc5\x81\xc4\xb9\xce\x91\xd0\x96\xd0\x81\xc5\xb8\xce\x9c\xce\xa3SI\" in HEALTHCHECK (try CMD)");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --timeout=3 CMD a\n", "Dockerfile:2: time: missing unit in duration \"3\"");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --interval=5x CMD a\n", "Dockerfile:2: time: unknown unit \"x\" in duration \"5x\"");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --interval=abc CMD a\n", "Dockerfile:2: time: invalid duration \"abc\"");
@@ -371,12 +374,19 @@ static void test_healthcheck(void)
                           "Dockerfile:2: strconv.ParseInt: parsing \"2147483648\": value out of range");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --retries=-2147483649 CMD a\n",
                           "Dockerfile:2: strconv.ParseInt: parsing \"-2147483649\": value out of range");
+        ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --retries=88888888888x CMD a\n",
+                          "Dockerfile:2: strconv.ParseInt: parsing \"88888888888x\": value out of range");
+        ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --retries=8x8888888888 CMD a\n",
+                          "Dockerfile:2: strconv.ParseInt: parsing \"8x8888888888\": invalid syntax");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --retries=-1 CMD a\n", "Dockerfile:2: --retries cannot be negative (-1)");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --retries=-2147483648 CMD a\n",
                           "Dockerfile:2: --retries cannot be negative (-2147483648)");
         ASSERT_PLAN_OK("FROM x\nHEALTHCHECK --retries=+2147483647 --timeout=-0 --interval=1.h --start-period=1ms "
                        "--start-interval=2\xc2\xb5s5\xce\xbcs1ns1.00000000000000000000000000001ms CMD a\nHEALTHCHECK --retries=0 "
-                       "--interval=9223372036.854775807s --timeout=.5s CMD a\n");
+                       "--interval=9223372036.854775807s --timeout=.5s CMD a\n"
+                       "HEALTHCHECK --interval=1.99999999999999999999s --timeout=.9223372036854775809s CMD a\n");
+        ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --interval=9223372036854775809ns CMD a\n",
+                          "Dockerfile:2: time: invalid duration \"9223372036854775809ns\"");
         ASSERT_PLAN_ERROR("FROM x\nHEALTHCHECK --start-period=1ms CMD a\n" "HEALTHCHECK --start-period=0.000000001s CMD b\n",
                           "Dockerfile:3: Interval \"start-period\" cannot be less than 1ms");
 }

@@ -303,6 +303,11 @@ static void test_unknown_instruction(void)
         ASSERT_PARSE_ERROR("FROM x\ncopyy a b\n", "Dockerfile:2: unknown instruction: copyy (did you mean copy?)");
         ASSERT_PARSE_ERROR("FROM x\nWorkDIRR a\n", "Dockerfile:2: unknown instruction: WorkDIRR (did you mean workdir?)");
         ASSERT_PARSE_ERROR("FROM x\nbogus a\n", "Dockerfile:2: unknown instruction: bogus");
+        /* strings.ToLower maps the Kelvin sign to k: BuildKit takes this as WORKDIR */
+        ASSERT_DUMP("FROM x\nWOR\xe2\x84\xaa" "DIR /a\n",
+                    "(from \"x\")\n(workdir \"/a\")");
+        ASSERT_PARSE_ERROR("FROM x\n\xc3\x80\xc4\x80\xc5\xb8\xc4\xb0\xd0\x80\xc5\xb9\xc4\xb9\xe2\x84\xab\xce\x91\xd0\x96 a\n",
+                           "Dockerfile:2: unknown instruction: \xc3\x80\xc4\x80\xc5\xb8\xc4\xb0\xd0\x80\xc5\xb9\xc4\xb9\xe2\x84\xab\xce\x91\xd0\x96");
         ASSERT_PARSE_ERROR("FROM x\nRUN\xc2\xa0x\n", "Dockerfile:2: unknown instruction: RUN\xc2\xa0x (did you mean run?)");
         ASSERT_PARSE_ERROR("FROM x\nthisisaverylonginstructionnamethatgoesonandonandonforeverandeverandever\n",
                            "Dockerfile:2: unknown instruction: thisisaverylonginstructionnamethatgoesonandonandonforeverandeverandever");
