@@ -7,9 +7,10 @@
  *
  * Differences from BuildKit, on purpose: unknown instructions and a SHELL not in JSON form are
  * errors here already (BuildKit's parser keeps them and its instructions package rejects them);
- * flag words are scanned as UTF-8 runes (BuildKit scans bytes, so it splits UTF-8 sequences
- * holding 0x85 or 0xA0 and re-encodes non-ASCII bytes as Latin-1); JSON strings holding \u0000
- * are refused (C strings cannot carry them); ONBUILD nests at most OSSB_DF_MAX_ONBUILD_DEPTH.
+ * flag words and the HEALTHCHECK type word are scanned as UTF-8 runes (BuildKit scans bytes, so
+ * it takes bytes 0x85 and 0xA0 inside UTF-8 sequences for blanks, and re-encodes non-ASCII flag
+ * bytes as Latin-1: `--chown=é` becomes "Ã©"); JSON strings holding \u0000 are refused (C
+ * strings cannot carry them); ONBUILD nests at most OSSB_DF_MAX_ONBUILD_DEPTH.
  */
 #include "config.h"
 
