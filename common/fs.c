@@ -70,7 +70,7 @@ static int dir_of(const char *path, char **ret)
         return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int ossb_write_all(int fd, const void *data, size_t len)
 {
         const char *p = data;
         while (len > 0) {
@@ -97,7 +97,7 @@ int ossb_write_file_atomic(const char *path, const void *data, size_t len, mode_
         _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
         if (fd < 0)
                 return ossb_error_set(err, -errno, "cannot create `%s`: %m", tmp);
-        r = write_all(fd, data, len);
+        r = ossb_write_all(fd, data, len);
         if (r >= 0 && fchmod(fd, mode) < 0)
                 r = -errno;
         if (r >= 0 && fsync(fd) < 0)
@@ -254,7 +254,7 @@ int ossb_copy_fd(int in, int out)
                 }
                 if (n == 0)
                         return 0;
-                int r = write_all(out, buf, (size_t) n);
+                int r = ossb_write_all(out, buf, (size_t) n);
                 if (r < 0)
                         return r;
         }

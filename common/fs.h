@@ -27,6 +27,9 @@ int ossb_mkdir_p(const char *path, mode_t mode);
 int ossb_rm_rf(const char *path);
 int ossb_rm_rf_at(int dirfd, const char *name);
 
+/* Write all of data to fd (retrying short writes and EINTR). */
+int ossb_write_all(int fd, const void *data, size_t len);
+
 /* Copy all bytes from in to out (copy_file_range, then read/write). */
 int ossb_copy_fd(int in, int out);
 

@@ -33,6 +33,20 @@ struct copy_ctx {
         size_t n_links;
 };
 
+/* The parent of a relative path ("" for a top-level name); NULL on ENOMEM. */
+static char *rel_dirname(const char *rel)
+{
+        char *d = strdup(rel);
+        if (!d)
+                return NULL;
+        char *slash = strrchr(d, '/');
+        if (slash)
+                *slash = '\0';
+        else
+                d[0] = '\0';
+        return d;
+}
+
 static bool has_glob(const char *s)
 {
         return strpbrk(s, "*?[") != NULL;
@@ -70,14 +84,9 @@ static int follow_source_link(const struct ossb_copy_req *req, const char *writt
                 if (n < 0)
                         return source_error(err, -errno, req, written, "cannot read symbolic link");
                 target[n] = '\0';
-                _cleanup_free_ char *dir = strdup(*rel);
+                _cleanup_free_ char *dir = rel_dirname(*rel);
                 if (!dir)
                         return ossb_error_set(err, -ENOMEM, "out of memory");
-                char *slash = strrchr(dir, '/');
-                if (slash)
-                        *slash = '\0';
-                else
-                        dir[0] = '\0';
                 _cleanup_free_ char *joined = NULL;
                 if (asprintf(&joined, "%s%s%s", dir, *dir ? "/" : "", target) < 0)
                         return ossb_error_set(err, -ENOMEM, "out of memory");
@@ -493,14 +502,9 @@ static int copy_one_source(struct copy_ctx *cc, const char *written, const char 
                 return ossb_error_set(err, -ENOMEM, "out of memory");
 
         /* parents of the target: created 0755, owned by the --chown user */
-        _cleanup_free_ char *parent = strdup(target);
+        _cleanup_free_ char *parent = rel_dirname(target);
         if (!parent)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
-        char *slash = strrchr(parent, '/');
-        if (slash)
-                *slash = '\0';
-        else
-                parent[0] = '\0';
         uid_t puid = req->uid >= 0 ? (uid_t) req->uid : 0;
         gid_t pgid = req->gid >= 0 ? (gid_t) req->gid : 0;
         if (src_dir && !req->parents)
@@ -578,14 +582,9 @@ int ossb_copy_write_file(const struct ossb_tree *dst, const char *dest, const vo
         int r = ossb_tree_resolve(dst, dest, true, &canon, err);
         if (r < 0)
                 return r;
-        parent = strdup(canon);
+        parent = rel_dirname(canon);
         if (!parent)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
-        char *slash = strrchr(parent, '/');
-        if (slash)
-                *slash = '\0';
-        else
-                parent[0] = '\0';
         r = ossb_tree_mkdir_p(dst, parent, uid, gid, dir_mtime, c, err);
         if (r < 0)
                 return r;
@@ -599,17 +598,9 @@ int ossb_copy_write_file(const struct ossb_tree *dst, const char *dest, const vo
         _cleanup_close_ int fd = open(abs, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return ossb_error_set(err, -errno, "cannot create `%s`: %m", abs);
-        const char *p = data;
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return ossb_error_set(err, -errno, "cannot write `%s`: %m", abs);
-                }
-                p += n;
-                len -= (size_t) n;
-        }
+        int w = ossb_write_all(fd, data, len);
+        if (w < 0)
+                return ossb_error_set(err, w, "cannot write `%s`: %s", abs, strerror(-w));
         if ((fchown(fd, uid, gid) < 0 && errno != EPERM) || fchmod(fd, mode) < 0)
                 return ossb_error_set(err, -errno, "cannot set owner/mode of `%s`: %m", abs);
         struct timespec ts[2] = { { .tv_sec = mtime }, { .tv_sec = mtime } };

@@ -715,26 +715,6 @@ static bool is_git(const char *s)
                (is_url(s) && (strstr(s, ".git#") || (strlen(s) > 4 && streq(s + strlen(s) - 4, ".git"))));
 }
 
-static const struct ossb_df_heredoc *find_heredoc(const struct ossb_df_inst *inst, const char *src)
-{
-        if (strncmp(src, "<<", 2) != 0 || !inst->node)
-                return NULL;
-        const char *name = src + 2;
-        if (*name == '-')
-                name++;
-        for (size_t i = 0; i < inst->node->n_heredocs; i++) {
-                const struct ossb_df_heredoc *h = &inst->node->heredocs[i];
-                /* the written word may carry quotes: <<"EOF" */
-                size_t nl = strlen(h->name);
-                const char *w = name;
-                if (*w == '"' || *w == '\'')
-                        w++;
-                if (strncmp(w, h->name, nl) == 0 && (w[nl] == '\0' || w[nl] == '"' || w[nl] == '\''))
-                        return h;
-        }
-        return NULL;
-}
-
 struct copy_job {
         struct build *b;
         struct stage_state *s;
@@ -758,18 +738,30 @@ static int dest_for_name(const struct copy_job *j, const char *name, size_t n_so
         return *ret ? 0 : -ENOMEM;
 }
 
-static int copy_heredoc(struct copy_job *j, const struct ossb_df_heredoc *h, size_t n_sources, struct ossb_error **err)
+/* A COPY/ADD source written as a heredoc ("<<EOF", "<<-'EOF'"): its body (tabs removed for
+ * <<-, variables expanded unless the delimiter was quoted) becomes a file named after it. */
+static int copy_heredoc(struct copy_job *j, const struct ossb_df_heredoc *word, size_t n_sources,
+                        struct ossb_error **err)
 {
-        _cleanup_free_ char *content = NULL, *dest = NULL;
+        const struct ossb_df_heredoc *h = ossb_df_instruction_find_heredoc(j->inst->node, word->name);
+        _cleanup_free_ char *chomped = NULL, *content = NULL, *dest = NULL;
         int r;
-        if (h->expand) {
-                r = ossb_expand(j->b, j->env, h->content, &content, err);
+        if (!h)
+                return usage_error(err, "%s: no heredoc body named `%s`", j->what, word->name);
+        const char *body = h->content ? h->content : "";
+        if (word->chomp) {
+                if (ossb_df_heredoc_chomp(body, &chomped) < 0)
+                        return oom(err);
+                body = chomped;
+        }
+        if (word->expand) {
+                r = ossb_expand(j->b, j->env, body, &content, err);
                 if (r < 0)
                         return r;
-        } else if (!(content = strdup(h->content))) {
+        } else if (!(content = strdup(body))) {
                 return oom(err);
         }
-        if (dest_for_name(j, h->name, n_sources, &dest) < 0)
+        if (dest_for_name(j, word->name, n_sources, &dest) < 0)
                 return oom(err);
         mode_t mode = ossb_chmod_apply(&j->chmod, 0644, false);
         uid_t uid = j->uid >= 0 ? (uid_t) j->uid : 0;
@@ -966,10 +958,16 @@ static int do_copy(struct build *b, struct stage_state *s, const struct ossb_df_
         if (r >= 0)
                 r = source_tree(&j, &src, &from_context, err);
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                const struct ossb_df_heredoc *h = find_heredoc(inst, inst->sources[i]);
+                struct ossb_df_heredoc hw = { 0 };
                 _cleanup_free_ char *w = NULL;
-                if (h) {
-                        r = copy_heredoc(&j, h, n, err);
+                int is_heredoc = inst->node ? ossb_df_heredoc_parse_word(inst->sources[i], &hw, err) : 0;
+                if (is_heredoc < 0) {
+                        r = is_heredoc;
+                        break;
+                }
+                if (is_heredoc) {
+                        r = copy_heredoc(&j, &hw, n, err);
+                        ossb_df_heredoc_clear(&hw);
                         if (r >= 0 && ossb_strv_push(&written, inst->sources[i]) < 0)
                                 r = oom(err);
                         continue;

@@ -25,6 +25,3 @@ tests_unit_test_dockerfile_parser_SOURCES = tests/unit/test-dockerfile-parser.c 
 tests_unit_test_dockerfile_parser_LDADD = $(OSSB_LIBS)
 tests_unit_test_dockerfile_instructions_SOURCES = tests/unit/test-dockerfile-instructions.c tests/unit/tap.h
 tests_unit_test_dockerfile_instructions_LDADD = $(OSSB_LIBS)
-
-# The fuzz fragment is not included by Makefile.am yet; pull it in from here.
-include $(top_srcdir)/tests/fuzz/fuzz.mk

@@ -351,6 +351,15 @@ def test_copy_heredoc(ossb, context):
     assert fs["several/TWO"].data == b"second\n"
 
 
+def test_copy_heredoc_chomp(ossb, context):
+    # <<- strips leading tabs from the body lines and the delimiter line (dedent() keeps tabs)
+    ctx = context(df="FROM scratch\nARG X=val\nCOPY <<-EOF /tabs.txt\n\t\tindented $X\n\tplain\n\tEOF\n"
+                  "COPY <<-'EOF' /raw.txt\n\t$X\n\tEOF\n")
+    fs = ossb.build_ok(ctx).image.rootfs()
+    assert fs["tabs.txt"].data == b"indented val\nplain\n"
+    assert fs["raw.txt"].data == b"$X\n"
+
+
 def test_hardlinks_and_symlinks_preserved(ossb, context):
     ctx = context({"links/f.txt": "content\n", "links/sub/g.txt": "g\n"})
     os.link(ctx / "links/f.txt", ctx / "links/hard")
