@@ -254,8 +254,14 @@ static int do_cmd_entrypoint(struct build *b, struct stage_state *s, const struc
                 return oom(err);
         if (entry && !s->cmd_set && ossb_config_set_strv(s->img, "Cmd", NULL) < 0)
                 return oom(err);
-        if (!entry)
+        if (!entry) {
                 s->cmd_set = true;
+                /* BuildKit sets the (deprecated, Docker-compatible) ArgsEscaped on every CMD */
+                json_object *cfg = ossb_config_container(s->img);
+                if (!cfg)
+                        return oom(err);
+                json_object_object_add(cfg, "ArgsEscaped", json_object_new_boolean(1));
+        }
         if (ossb_strbuf_append(&msg, entry ? "ENTRYPOINT " : "CMD ") < 0 || append_quoted_list(&msg, argv) < 0)
                 return oom(err);
         return history(b, s, msg.buf, true) < 0 ? oom(err) : 0;
