@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "engine/dockerfile/parser.h"
@@ -350,6 +351,8 @@ int ossb_cmd_build(int argc, char **argv)
                 c.opts.outputs = c.outputs;
                 c.opts.n_outputs = c.n_outputs;
                 c.opts.cache_dir = c.cache_dir;
+                if (ossb_interrupt_setup() < 0)
+                        log_warn("cannot install signal handlers; an interrupted build leaves its work directory for the next build to remove");
                 if (ossb_build(&c.opts, &res, &err) < 0)
                         r = ossb_cli_fail(err);
                 else

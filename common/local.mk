@@ -5,7 +5,8 @@ libossb_common_la_SOURCES += \
 	common/log.c common/log.h \
 	common/strbuf.c common/strbuf.h \
 	common/sha256.c common/sha256.h \
-	common/fs.c common/fs.h
+	common/fs.c common/fs.h \
+	common/interrupt.c common/interrupt.h
 
 check_PROGRAMS += tests/unit/test-common
 TESTS += tests/unit/test-common

@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/interrupt.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "engine/build-internal.h"
@@ -376,6 +377,9 @@ static int run_stage(struct build *b, struct stage_state *s, size_t idx, struct 
                 return ossb_wrap_inst(b, &st->from, err);
         for (size_t i = 0; i < st->n_insts; i++) {
                 const struct ossb_df_inst *inst = &st->insts[i];
+                if (ossb_interrupted())
+                        return ossb_error_setx(err, OSSB_EXIT_INTERNAL, -EINTR, "interrupted by signal %d",
+                                               ossb_interrupted());
                 snprintf(label, sizeof(label), "%s%s %zu/%zu", st->name ? st->name : "stage-", st->name ? "" : idxs, i + 2,
                          st->n_insts + 1);
                 t0 = ossb_now_ns();

@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/interrupt.h"
 #include "common/strbuf.h"
 #include "engine/copy.h"
 #include "engine/extract.h"
@@ -372,6 +373,8 @@ static int copy_node(struct copy_ctx *cc, const char *src_rel, const char *excl_
 
         if (!sabs || !dabs)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
+        if (ossb_interrupted())
+                return ossb_error_setx(err, OSSB_EXIT_INTERNAL, -EINTR, "interrupted by signal %d", ossb_interrupted());
         bool excluded = (req->excludes && *excl_rel && ossb_dockerignore_excluded(req->excludes, excl_rel)) ||
                         is_ignored(req, src_rel);
         if (lstat(sabs, &st) < 0)

@@ -15,6 +15,7 @@
 
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/interrupt.h"
 #include "common/strbuf.h"
 #include "engine/rootfs.h"
 
@@ -406,8 +407,12 @@ int ossb_tree_write_layer(const struct ossb_tree *t, struct ossb_changes *c, str
         r = ossb_layer_writer_new(store, opts, &w, err);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < c->n && r >= 0; i++)
-                r = add_entry(t, c->paths[i], w, &seen, &n_seen, err);
+        for (size_t i = 0; i < c->n && r >= 0; i++) {
+                if (ossb_interrupted())
+                        r = ossb_error_setx(err, OSSB_EXIT_INTERNAL, -EINTR, "interrupted by signal %d", ossb_interrupted());
+                else
+                        r = add_entry(t, c->paths[i], w, &seen, &n_seen, err);
+        }
         if (r >= 0)
                 r = ossb_layer_writer_finish(w, ret_digest, ret_size, ret_diff_id, err);
         ossb_layer_writer_free(w);
