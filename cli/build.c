@@ -298,6 +298,7 @@ static int read_dockerfile(struct build_cli *c)
                 log_error("cannot read the Dockerfile from stdin: %s", strerror(r < 0 ? -r : ENOMEM));
                 return OSSB_EXIT_USAGE;
         }
+        c->opts.dockerfile_path_is_file = !(c->file && streq(c->file, "-"));
         c->opts.dockerfile_data = c->dockerfile_data;
         c->opts.dockerfile_len = len;
         c->opts.dockerfile_name = c->dockerfile_name;

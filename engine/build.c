@@ -608,6 +608,33 @@ static void build_free(struct build *b)
         ossb_store_free(b->store);
 }
 
+/* The ignore file: <Dockerfile>.dockerignore beside the Dockerfile when it exists (as
+ * BuildKit reads it), else CONTEXT/.dockerignore. */
+static int read_ignore_file(struct build *b, char **ret_path, char **ret_data, size_t *ret_len, struct ossb_error **err)
+{
+        _cleanup_free_ char *specific = NULL;
+        const char *df = b->opts->dockerfile_name;
+        int r;
+        if (df && b->opts->dockerfile_path_is_file && asprintf(&specific, "%s.dockerignore", df) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        for (int i = 0; i < 2; i++) {
+                _cleanup_free_ char *path = i == 0 ? TAKE_PTR(specific) : ossb_path_join(b->context.path, ".dockerignore");
+                if (!path) {
+                        if (i == 0)
+                                continue;
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+                }
+                r = ossb_read_file(path, 16u << 20, ret_data, ret_len, NULL);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, r, "cannot read `%s`: %s", path, strerror(-r));
+                *ret_path = TAKE_PTR(path);
+                return 1;
+        }
+        return 0;
+}
+
 static int open_context(struct build *b, struct ossb_error **err)
 {
         struct stat st;
@@ -617,16 +644,12 @@ static int open_context(struct build *b, struct ossb_error **err)
         int r = ossb_tree_open(b->opts->context_dir, &b->context, err);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *ignore = ossb_path_join(b->context.path, ".dockerignore"), *data = NULL;
+        _cleanup_free_ char *path = NULL, *data = NULL;
         size_t len = 0;
-        if (!ignore)
-                return ossb_error_set(err, -ENOMEM, "out of memory");
-        r = ossb_read_file(ignore, 16u << 20, &data, &len, NULL);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return ossb_error_setx(err, OSSB_EXIT_USAGE, r, "cannot read `%s`: %s", ignore, strerror(-r));
-        return ossb_dockerignore_parse(ignore, data, len, &b->ignore, err);
+        r = read_ignore_file(b, &path, &data, &len, err);
+        if (r <= 0)
+                return r;
+        return ossb_dockerignore_parse(path, data, len, &b->ignore, err);
 }
 
 static int set_times(struct build *b)

@@ -44,6 +44,7 @@ int ossb_progress_mode_parse(const char *s, enum ossb_progress_mode *ret);
 struct ossb_build_opts {
         const char *context_dir;
         const char *dockerfile_name;  /* for messages: the path given, or "-" */
+        bool dockerfile_path_is_file; /* dockerfile_name is a real path: <it>.dockerignore applies */
         const char *dockerfile_data;  /* the Dockerfile's bytes */
         size_t dockerfile_len;
         char *const *tags;            /* -t values, validated by the engine */

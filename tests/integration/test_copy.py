@@ -169,6 +169,18 @@ def test_dockerignore_named_source_is_excluded(ossb, context):
     assert_failed(r, 1, "secret.key", "Dockerfile:2", dest=[r.layout_dir])
 
 
+def test_dockerfile_specific_dockerignore(ossb, context):
+    # <Dockerfile>.dockerignore beside the Dockerfile wins over CONTEXT/.dockerignore (BuildKit)
+    ctx = context({"a.txt": "a\n", "b.txt": "b\n", ".dockerignore": "a.txt\n"}, df="FROM scratch\nCOPY . /d/\n")
+    df = ossb.path("Prod.Dockerfile")
+    df.write_text("FROM scratch\nCOPY . /d/\n")
+    (ossb.path("Prod.Dockerfile.dockerignore")).write_text("b.txt\n")
+    fs = ossb.build_ok(ctx, "-f", df).image.rootfs()
+    assert "d/a.txt" in fs and "d/b.txt" not in fs, sorted(fs)
+    fs = ossb.build_ok(ctx).image.rootfs()
+    assert "d/b.txt" in fs and "d/a.txt" not in fs, sorted(fs)
+
+
 def test_dockerignore_bad_pattern(ossb, context):
     ctx = context({"a": "a\n", ".dockerignore": "[\n"}, df="FROM scratch\nCOPY a /\n")
     r = ossb.build(ctx)

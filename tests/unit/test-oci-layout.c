@@ -396,7 +396,7 @@ static void test_ref_names(void)
         ASSERT(!ossb_layout_ref_name_is_valid(NULL));
 
         static const char *dgood[] = { "app:1.0", "localhost:5000/app:1.0", "Registry.Example/me/app:v1", "a/b/c:T_1" };
-        static const char *dbad[] = { "app", "app:", "App:1", "app@sha256:" D1, "a b:1", "/app:1", "app:-x", "app:.x",
+        static const char *dbad[] = { "app", "app:", "App:1", ("app@sha256:" D1), "a b:1", "/app:1", "app:-x", "app:.x",
                                       "localhost:5000/app", "x/:1", "app:1/x" };
         for (size_t i = 0; i < ELEMENTSOF(dgood); i++)
                 ASSERT(ossb_docker_repo_tag_is_valid(dgood[i]));
