@@ -56,6 +56,8 @@ static const char build_usage[] =
         "  SOURCE_DATE_EPOCH            Seconds since 1970: the image's creation time, and layer\n"
         "                               timestamps clamped to it (reproducible builds); also taken\n"
         "                               from --build-arg SOURCE_DATE_EPOCH=N\n"
+        "  OSSB_COMPRESS_THREADS        Threads compressing a gzip layer (default: the CPUs ossb\n"
+        "                               may use, at most 8); the output does not depend on it\n"
         "\n"
         "Examples:\n"
         "  ossb build -t hello:latest --output type=oci,dest=out/hello examples/hello\n"

@@ -1,8 +1,10 @@
-/* oci/compress.c - gzip (zlib), zstd (libzstd streaming) and pass-through compressors, the
- * compression names and media types, and an auto-detecting streaming decompressor.
+/* oci/compress.c - gzip (parallel, oci/pgzip.c), zstd (libzstd streaming) and pass-through
+ * compressors, the compression names and media types, and an auto-detecting streaming
+ * decompressor.
  *
- * Owns: the zlib/zstd contexts inside struct ossb_compressor; library error codes are turned
- * into -errno with a message here and never leave this file.
+ * Owns: the pgzip/zstd contexts inside struct ossb_compressor and the zlib context of the
+ * decompressor; library error codes are turned into -errno with a message here (or in pgzip.c)
+ * and never leave the oci module.
  */
 #include "config.h"
 
@@ -17,6 +19,7 @@
 #include "common/cleanup.h"
 #include "oci/compress.h"
 #include "oci/image.h"
+#include "oci/pgzip.h"
 
 #define CHUNK (128 * 1024)
 
@@ -24,9 +27,7 @@ struct ossb_compressor {
         enum ossb_compression kind;
         ossb_sink_fn sink;
         void *userdata;
-        z_stream z;
-        gz_header gz;
-        bool z_init;
+        struct ossb_pgzip *pg;
         ZSTD_CCtx *zc;
         bool finished;
         unsigned char *out;
@@ -73,22 +74,6 @@ const char *ossb_compression_media_type(enum ossb_compression c)
         return NULL;
 }
 
-static int gzip_init(struct ossb_compressor *c, int level, struct ossb_error **err)
-{
-        if (level == -1)
-                level = Z_DEFAULT_COMPRESSION;
-        else if (level < 0 || level > 9)
-                return ossb_error_set(err, -EINVAL, "gzip level %d is out of range (0-9)", level);
-        /* windowBits 15 + 16: a gzip wrapper; memLevel 8 as gzip(1) uses */
-        if (deflateInit2(&c->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-                return ossb_error_set(err, -ENOMEM, "cannot initialise zlib: %s", c->z.msg ? c->z.msg : "?");
-        c->z_init = true;
-        c->gz.os = 255; /* unknown OS; mtime 0, no name, no comment, no extra */
-        if (deflateSetHeader(&c->z, &c->gz) != Z_OK)
-                return ossb_error_set(err, -EINVAL, "cannot set the gzip header");
-        return 0;
-}
-
 static int zstd_init(struct ossb_compressor *c, int level, struct ossb_error **err)
 {
         if (level == -1)
@@ -110,6 +95,12 @@ static int zstd_init(struct ossb_compressor *c, int level, struct ossb_error **e
 int ossb_compressor_new(enum ossb_compression kind, int level, ossb_sink_fn sink, void *userdata,
                         struct ossb_compressor **ret, struct ossb_error **err)
 {
+        return ossb_compressor_new_threads(kind, level, 0, sink, userdata, ret, err);
+}
+
+int ossb_compressor_new_threads(enum ossb_compression kind, int level, unsigned threads, ossb_sink_fn sink,
+                                void *userdata, struct ossb_compressor **ret, struct ossb_error **err)
+{
         struct ossb_compressor *c = calloc(1, sizeof(*c));
         int r = 0;
 
@@ -118,13 +109,13 @@ int ossb_compressor_new(enum ossb_compression kind, int level, ossb_sink_fn sink
         c->kind = kind;
         c->sink = sink;
         c->userdata = userdata;
-        if (kind != OSSB_COMPRESSION_NONE) {
+        if (kind == OSSB_COMPRESSION_ZSTD) {
                 c->out = malloc(CHUNK);
                 if (!c->out)
                         r = ossb_error_set(err, -ENOMEM, "out of memory");
         }
         if (r >= 0 && kind == OSSB_COMPRESSION_GZIP)
-                r = gzip_init(c, level, err);
+                r = ossb_pgzip_new(level, threads, sink, userdata, &c->pg, err);
         else if (r >= 0 && kind == OSSB_COMPRESSION_ZSTD)
                 r = zstd_init(c, level, err);
         else if (r >= 0 && kind != OSSB_COMPRESSION_NONE)
@@ -134,28 +125,6 @@ int ossb_compressor_new(enum ossb_compression kind, int level, ossb_sink_fn sink
                 return r;
         }
         *ret = c;
-        return 0;
-}
-
-static int gzip_run(struct ossb_compressor *c, const void *data, size_t len, int flush, struct ossb_error **err)
-{
-        int zr;
-
-        c->z.next_in = (Bytef *) data;
-        c->z.avail_in = (uInt) len;
-        do {
-                c->z.next_out = c->out;
-                c->z.avail_out = CHUNK;
-                zr = deflate(&c->z, flush);
-                if (zr == Z_STREAM_ERROR)
-                        return ossb_error_set(err, -EIO, "gzip compression failed");
-                size_t have = CHUNK - c->z.avail_out;
-                if (have > 0) {
-                        int r = c->sink(c->userdata, c->out, have, err);
-                        if (r < 0)
-                                return r;
-                }
-        } while (c->z.avail_out == 0 || (flush == Z_FINISH && zr != Z_STREAM_END));
         return 0;
 }
 
@@ -179,20 +148,6 @@ static int zstd_run(struct ossb_compressor *c, const void *data, size_t len, ZST
         return 0;
 }
 
-/* zlib counts input in uInt: feed large buffers in pieces. */
-static int gzip_write(struct ossb_compressor *c, const char *p, size_t len, struct ossb_error **err)
-{
-        while (len > 0) {
-                size_t n = len > (1u << 30) ? (1u << 30) : len;
-                int r = gzip_run(c, p, n, Z_NO_FLUSH, err);
-                if (r < 0)
-                        return r;
-                p += n;
-                len -= n;
-        }
-        return 0;
-}
-
 int ossb_compressor_write(struct ossb_compressor *c, const void *data, size_t len, struct ossb_error **err)
 {
         if (c->finished)
@@ -201,7 +156,7 @@ int ossb_compressor_write(struct ossb_compressor *c, const void *data, size_t le
                 return 0;
         switch (c->kind) {
         case OSSB_COMPRESSION_GZIP:
-                return gzip_write(c, data, len, err);
+                return ossb_pgzip_write(c->pg, data, len, err);
         case OSSB_COMPRESSION_ZSTD:
                 return zstd_run(c, data, len, ZSTD_e_continue, err);
         case OSSB_COMPRESSION_NONE:
@@ -217,7 +172,7 @@ int ossb_compressor_finish(struct ossb_compressor *c, struct ossb_error **err)
         c->finished = true;
         switch (c->kind) {
         case OSSB_COMPRESSION_GZIP:
-                return gzip_run(c, NULL, 0, Z_FINISH, err);
+                return ossb_pgzip_finish(c->pg, err);
         case OSSB_COMPRESSION_ZSTD:
                 return zstd_run(c, NULL, 0, ZSTD_e_end, err);
         case OSSB_COMPRESSION_NONE:
@@ -230,8 +185,7 @@ void ossb_compressor_free(struct ossb_compressor *c)
 {
         if (!c)
                 return;
-        if (c->z_init)
-                deflateEnd(&c->z);
+        ossb_pgzip_free(c->pg);
         ZSTD_freeCCtx(c->zc);
         free(c->out);
         free(c);

@@ -5,6 +5,9 @@
  * carries mtime 0, no name and OS byte 255 ("unknown", as Go's compress/gzip writes it); zstd
  * frames are written single-threaded with a content checksum and no pledged size.  The same
  * input, level and library versions give the same bytes.
+ * gzip is compressed by several threads, pigz-style (oci/pgzip.h): one gzip member made of
+ * 128 KiB deflate blocks, each primed with the previous 32 KiB; the bytes do not depend on the
+ * thread count.  The sink is only ever called from the caller's thread, inside write/finish.
  * Used by oci/layer.c and the exporters; other modules may use it for decompression too.
  */
 #ifndef OSSB_OCI_COMPRESS_H
@@ -24,6 +27,11 @@ struct ossb_compressor;
  * ignored for OSSB_COMPRESSION_NONE.  -EINVAL for a level out of range. */
 int ossb_compressor_new(enum ossb_compression c, int level, ossb_sink_fn sink, void *userdata,
                         struct ossb_compressor **ret, struct ossb_error **err);
+/* The same, choosing the number of gzip threads: 0 for the default (usable CPUs, at most 8;
+ * the environment variable OSSB_COMPRESS_THREADS overrides it), 1 to compress in the caller's
+ * thread with no thread started, up to 64.  Ignored for zstd and none. */
+int ossb_compressor_new_threads(enum ossb_compression c, int level, unsigned threads, ossb_sink_fn sink,
+                                void *userdata, struct ossb_compressor **ret, struct ossb_error **err);
 int ossb_compressor_write(struct ossb_compressor *c, const void *data, size_t len, struct ossb_error **err);
 /* Flush and end the stream; no write may follow. */
 int ossb_compressor_finish(struct ossb_compressor *c, struct ossb_error **err);

@@ -4,6 +4,7 @@ libossb_oci_la_SOURCES += \
 	oci/oci-internal.h \
 	oci/store.c oci/store.h \
 	oci/compress.c oci/compress.h \
+	oci/pgzip.c oci/pgzip.h \
 	oci/layer.c oci/layer.h \
 	oci/image.c oci/image.h \
 	oci/layout.c oci/layout.h \
@@ -17,6 +18,10 @@ tests_unit_test_oci_layer_SOURCES = tests/unit/test-oci-layer.c tests/unit/tap.h
 tests_unit_test_oci_layer_LDADD = $(OSSB_LIBS)
 tests_unit_test_oci_layout_SOURCES = tests/unit/test-oci-layout.c tests/unit/tap.h
 tests_unit_test_oci_layout_LDADD = $(OSSB_LIBS)
+check_PROGRAMS += tests/unit/test-oci-compress
+TESTS += tests/unit/test-oci-compress
+tests_unit_test_oci_compress_SOURCES = tests/unit/test-oci-compress.c tests/unit/tap.h
+tests_unit_test_oci_compress_LDADD = $(OSSB_LIBS)
 
 # The tool-based checks (skopeo, umoci, podman; skipped when absent) drive test-oci-layout.
 TESTS += tests/unit/test-oci-tools.sh
