@@ -24,6 +24,8 @@ struct stage_state {
         bool done;
         char *base_image;             /* FROM, expanded */
         struct stage_state *base;     /* FROM <stage>, or NULL */
+        struct stage_state **deps;    /* stages its COPY/ADD --from name, found while planning */
+        size_t n_deps;
         struct ossb_tree root;        /* the stage's root file system */
         json_object *img;             /* image config */
         struct ossb_descriptor *layers;

@@ -269,8 +269,16 @@ static int stage_deps(struct build *b, struct stage_state *s, struct ossb_error 
                         ossb_error_setx(err, OSSB_EXIT_USAGE, -ELOOP, "a stage cannot copy from itself (--from=%s)", from);
                         return ossb_wrap_inst(b, inst, err);
                 }
-                if (dep && (r = need_stage(b, dep, err)) < 0)
+                if (!dep)
+                        continue;
+                r = need_stage(b, dep, err);
+                if (r < 0)
                         return r;
+                struct stage_state **nd = realloc(s->deps, (s->n_deps + 1) * sizeof(*nd));
+                if (!nd)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+                s->deps = nd;
+                nd[s->n_deps++] = dep;
         }
         return 0;
 }
@@ -403,19 +411,10 @@ static int run_needed(struct build *b, struct stage_state *s, struct ossb_error 
                 if (r < 0)
                         return r;
         }
-        for (size_t i = 0; i < s->stage->n_insts; i++) {
-                const struct ossb_df_inst *inst = &s->stage->insts[i];
-                if ((inst->kind != OSSB_DF_COPY && inst->kind != OSSB_DF_ADD) || !inst->copy_from)
-                        continue;
-                _cleanup_free_ char *from = NULL;
-                if (ossb_expand(b, b->meta_env, inst->copy_from, &from, NULL) < 0)
-                        continue;
-                struct stage_state *dep = ossb_find_stage(b, from);
-                if (dep && dep != s) {
-                        int r = run_needed(b, dep, err);
-                        if (r < 0)
-                                return r;
-                }
+        for (size_t i = 0; i < s->n_deps; i++) {
+                int r = run_needed(b, s->deps[i], err);
+                if (r < 0)
+                        return r;
         }
         return run_stage(b, s, (size_t) (s - b->stages), err);
 }
@@ -592,6 +591,7 @@ static void build_free(struct build *b)
                 free(s->layers);
                 ossb_strv_free(s->args);
                 free(s->base_image);
+                free(s->deps);
         }
         free(b->stages);
         if (b->workdir) {

@@ -253,21 +253,6 @@ static int apply_meta(const char *abs, const struct stat *st, uid_t uid, gid_t g
         return utimensat(AT_FDCWD, abs, ts, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
-static int copy_xattrs(const char *src, const char *dst)
-{
-        char names[65536];
-        ssize_t len = llistxattr(src, names, sizeof(names));
-        if (len <= 0)
-                return 0;
-        for (char *n = names; n < names + len; n += strlen(n) + 1) {
-                char value[65536];
-                ssize_t vl = lgetxattr(src, n, value, sizeof(value));
-                if (vl >= 0 && lsetxattr(dst, n, value, (size_t) vl, 0) < 0 && errno != ENOTSUP && errno != EPERM)
-                        return -errno;
-        }
-        return 0;
-}
-
 /* Make room for a new entry of type `mode` at abs: an existing non-directory is removed; an
  * existing directory stays when a directory goes there and is an error otherwise. */
 static int make_room(const char *abs, mode_t mode, bool *ret_exists_dir)
@@ -423,7 +408,7 @@ static int copy_node(struct copy_ctx *cc, const char *src_rel, const char *excl_
                                        req->what, src_rel);
         }
         if (r >= 0 && !req->src_is_context)
-                r = copy_xattrs(sabs, dabs);
+                r = ossb_copy_xattrs(sabs, dabs);
         if (r >= 0)
                 r = apply_meta(dabs, &st, uid, gid, mode);
         if (r < 0)

@@ -424,7 +424,7 @@ int ossb_tree_write_layer(const struct ossb_tree *t, struct ossb_changes *c, str
 
 /* --- clone ------------------------------------------------------------------------------- */
 
-static int copy_xattrs(const char *src, const char *dst)
+int ossb_copy_xattrs(const char *src, const char *dst)
 {
         struct xattr_set xs = { .n = 0 };
         int r = read_xattrs(src, &xs);
@@ -502,7 +502,7 @@ static int clone_rec(const char *src, const char *dst, struct link_seen **seen, 
                 r = mknod(dst, st.st_mode, st.st_rdev) < 0 ? -errno : 0;
         }
         if (r >= 0)
-                r = copy_xattrs(src, dst);
+                r = ossb_copy_xattrs(src, dst);
         if (r >= 0)
                 r = clone_meta(dst, &st);
         return r;

@@ -54,6 +54,11 @@ int ossb_tree_write_layer(const struct ossb_tree *t, struct ossb_changes *c, str
 int ossb_tree_mkdir_p(const struct ossb_tree *t, const char *rel, uid_t uid, gid_t gid, int64_t mtime,
                       struct ossb_changes *c, struct ossb_error **err);
 
+/* Copy the extended attributes of src to dst (neither followed if a symlink); overlay-private
+ * ones are skipped, and attributes the destination file system or our privileges refuse are
+ * left out. */
+int ossb_copy_xattrs(const char *src, const char *dst);
+
 /* Copy a whole tree (cp -a: modes, owners, mtimes, symlinks, hard links, xattrs). */
 int ossb_tree_clone(const char *src, const char *dst, struct ossb_error **err);
 

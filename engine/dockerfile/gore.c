@@ -171,17 +171,6 @@ static int32_t next_rune(struct parser *p)
         return r;
 }
 
-static int unhex(int32_t c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 static bool is_alnum(int32_t c)
 {
         return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
@@ -193,7 +182,7 @@ static int hex_escape(struct parser *p, int32_t *ret)
         if (c == GORUNE_EOF)
                 return syntax(p, "invalid escape sequence");
         if (c != '{') {
-                int x = unhex(c), y = unhex(next_rune(p));
+                int x = gorune_unhex(c), y = gorune_unhex(next_rune(p));
                 if (x < 0 || y < 0)
                         return syntax(p, "invalid escape sequence");
                 *ret = x * 16 + y;
@@ -205,7 +194,7 @@ static int hex_escape(struct parser *p, int32_t *ret)
                 c = next_rune(p);
                 if (c == '}')
                         break;
-                int v = unhex(c);
+                int v = gorune_unhex(c);
                 if (v < 0 || (r = r * 16 + v) > MAX_RUNE)
                         return syntax(p, "invalid escape sequence");
                 nhex++;

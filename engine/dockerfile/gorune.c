@@ -267,3 +267,14 @@ bool gorune_is_space(int32_t r)
                 return r >= 0x2000 && r <= 0x200A;
         }
 }
+
+int gorune_unhex(int32_t c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}

@@ -24,5 +24,7 @@ size_t gorune_encode(int32_t r, char buf[static 4]);
 bool gorune_is_letter(int32_t r);
 bool gorune_is_digit(int32_t r);
 bool gorune_is_space(int32_t r);
+/* The value of a hex digit, or -1. */
+int gorune_unhex(int32_t c);
 
 #endif

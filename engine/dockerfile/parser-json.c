@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/cleanup.h"
+#include "engine/dockerfile/gorune.h"
 #include "engine/dockerfile/parser-internal.h"
 
 #define MAX_DEPTH 10000
@@ -35,17 +36,6 @@ static void skip_ws(struct jp *p)
                 p->i++;
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Four hex digits at s[i..]; -1 when not. */
 static long hex4(const char *s, size_t n, size_t i)
 {
@@ -53,7 +43,7 @@ static long hex4(const char *s, size_t n, size_t i)
         if (i + 4 > n)
                 return -1;
         for (size_t k = 0; k < 4; k++) {
-                int h = hexval(s[i + k]);
+                int h = gorune_unhex((unsigned char) s[i + k]);
                 if (h < 0)
                         return -1;
                 v = v * 16 + h;
