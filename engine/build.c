@@ -20,7 +20,7 @@
 #include "common/strbuf.h"
 #include "engine/build-internal.h"
 #include "engine/dockerfile/shell.h"
-#include "engine/reference.h"
+#include "registry/reference.h"
 #include "oci/layout.h"
 
 int ossb_arg_resolve(struct build *b, char *const *env, char *const *global, const struct ossb_df_kv *kv, char **ret,

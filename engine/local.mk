@@ -8,13 +8,10 @@ libossb_engine_la_SOURCES += \
 	engine/imageconfig.c engine/imageconfig.h \
 	engine/copy.c engine/copy.h \
 	engine/extract.c engine/extract.h \
-	engine/reference.c engine/reference.h \
 	engine/rootfs.c engine/rootfs.h
 
-check_PROGRAMS += tests/unit/test-engine-reference tests/unit/test-engine-imageconfig
-TESTS += tests/unit/test-engine-reference tests/unit/test-engine-imageconfig
-tests_unit_test_engine_reference_SOURCES = tests/unit/test-engine-reference.c tests/unit/tap.h
-tests_unit_test_engine_reference_LDADD = $(OSSB_LIBS)
+check_PROGRAMS += tests/unit/test-engine-imageconfig
+TESTS += tests/unit/test-engine-imageconfig
 tests_unit_test_engine_imageconfig_SOURCES = tests/unit/test-engine-imageconfig.c tests/unit/tap.h
 tests_unit_test_engine_imageconfig_LDADD = $(OSSB_LIBS)
 

@@ -44,6 +44,15 @@ int ossb_docker_archive_write(struct ossb_store *s, const char *dest, const stru
  * io.containerd.image.name, as `docker save` does; a `repositories` file is added for tagged
  * images with layers. */
 
+/* Read an image from an OCI image layout (a directory or a tar of one) into the store: the
+ * index.json entry whose org.opencontainers.image.ref.name equals `ref_name` (NULL: the only
+ * entry; several entries and no name is -EINVAL listing the names), then the manifest (or the
+ * index and every manifest it lists), configs and layers, each verified against its digest.
+ * *ret receives the descriptor of that entry (a manifest or an index).  Errors name the
+ * layout path and the entry or blob at fault. */
+int ossb_layout_read(struct ossb_store *s, const char *path, const char *ref_name, struct ossb_descriptor *ret,
+                     struct ossb_error **err);
+
 /* Whether `s` is a valid org.opencontainers.image.ref.name (image-spec grammar: components of
  * [A-Za-z0-9]+ joined by one of -._:@+ or "--", separated by '/').  Both "1.0", "app:1.0"
  * and "localhost:5000/app:1.0" are valid; the ossb_layout_* writers refuse invalid names

@@ -38,6 +38,12 @@ int ossb_store_blob_size(const struct ossb_store *s, const char *digest, int64_t
 int ossb_store_put(struct ossb_store *s, const void *data, size_t len, const char *expected,
                    char ret_digest[OSSB_DIGEST_STR_LEN + 1], struct ossb_error **err);
 
+/* Verify every blob under blobs/: its bytes must hash to its name.  Bad blobs are counted and
+ * named in *ret_bad (NULL-terminated digests, caller frees with ossb_strv_free; may be NULL);
+ * with `remove_bad` they are deleted.  Leftover ingest temp files older than an hour are
+ * removed.  Returns 0 when the walk completed (whatever it found). */
+int ossb_store_verify(struct ossb_store *s, bool remove_bad, int64_t *ret_ok, char ***ret_bad, struct ossb_error **err);
+
 /* Streaming ingest. */
 int ossb_store_ingest_new(struct ossb_store *s, struct ossb_store_ingest **ret, struct ossb_error **err);
 /* A failed write leaves the ingest unusable: a later commit fails (and removes the temp file). */

@@ -1,4 +1,4 @@
-/* engine/reference.c - see reference.h. */
+/* registry/reference.c - see reference.h. */
 #include "config.h"
 
 #include <ctype.h>
@@ -10,7 +10,7 @@
 
 #include "common/cleanup.h"
 #include "common/sha256.h"
-#include "engine/reference.h"
+#include "registry/reference.h"
 
 #define NAME_TOTAL_MAX 255
 #define TAG_MAX 128
@@ -202,4 +202,22 @@ char *ossb_reference_familiar(const struct ossb_reference *r)
                 return format(NULL, p, r);
         }
         return format(r->domain, r->path, r);
+}
+
+char *ossb_reference_repository(const struct ossb_reference *r)
+{
+        _cleanup_free_ char *s = NULL;
+        if (asprintf(&s, "%s/%s", r->domain, r->path) < 0)
+                return NULL;
+        return TAKE_PTR(s);
+}
+
+const char *ossb_reference_api_host(const struct ossb_reference *r)
+{
+        return streq(r->domain, "docker.io") ? "registry-1.docker.io" : r->domain;
+}
+
+const char *ossb_reference_object(const struct ossb_reference *r)
+{
+        return r->digest ? r->digest : r->tag;
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/cleanup.h"
-#include "engine/reference.h"
+#include "registry/reference.h"
 #include "tests/unit/tap.h"
 
 static int check(const char *in, const char *full, const char *familiar)

@@ -1,0 +1,44 @@
+/* oci/unpack.h - applying a layer blob to a directory: decompress, read the tar, apply.
+ *
+ * Owns: the layer reader.  The compression is found from the blob's magic bytes (gzip, zstd,
+ * or a plain tar), whatever the media type says.  Entries are applied inside `dest` only (every
+ * path resolved beneath it: "..", absolute names and symlinks in the tree can never lead out;
+ * such an entry fails the unpack with -EPERM naming it).  Whiteouts as the OCI spec says:
+ * ".wh.NAME" removes NAME as the lower layers left it, ".wh..wh..opq" empties its directory
+ * of what lower layers put there (entries of the same layer stay, whatever their order); the
+ * whiteout files themselves are never created.  Hard links point to paths inside dest.  Files
+ * keep mode (incl. setuid/setgid/sticky), owner (when the process may chown; otherwise the
+ * caller's ids, and unpack reports that it happened through ret stats), mtime (directories get
+ * theirs after their children are written), xattrs (SCHILY.xattr.*: security.capability,
+ * user.*, trusted.* where permitted; others are skipped), device nodes (mknod when permitted,
+ * else skipped and counted).  An entry replacing an existing one removes it first (a
+ * directory replacing a directory keeps its children, as Docker does).
+ */
+#ifndef OSSB_OCI_UNPACK_H
+#define OSSB_OCI_UNPACK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/sha256.h"
+
+struct ossb_unpack_stats {
+        int64_t entries;
+        int64_t bytes;            /* uncompressed tar bytes read */
+        int64_t chown_skipped;    /* entries whose owner could not be set */
+        int64_t devices_skipped;  /* device nodes not created (not permitted) */
+        int64_t xattrs_skipped;
+};
+
+/* Apply the layer read from `blob_fd` (compressed or not) to the directory `dest` (created
+ * when missing).  *ret_diff_id (may be NULL) receives the sha256 of the uncompressed tar
+ * stream (read to its very end).  When `expected_diff_id` is non-NULL and differs, -EBADMSG
+ * with a message naming both digests (dest is then in an undefined state: callers unpack into
+ * a directory they can throw away).  A corrupt stream is -EBADMSG; `name` (e.g. the blob
+ * digest) is used in messages. */
+int ossb_layer_unpack(int blob_fd, const char *name, const char *dest, const char *expected_diff_id,
+                      char ret_diff_id[OSSB_DIGEST_STR_LEN + 1], struct ossb_unpack_stats *ret_stats,
+                      struct ossb_error **err);
+
+#endif

@@ -1,0 +1,1 @@
+# oci/: layer unpacking, platforms and indexes, layout reading (see unpack.h, platform.h).

@@ -1,0 +1,1 @@
+# registry/: the HTTP client, sessions, blob transfers, blob provenance (see client.h).

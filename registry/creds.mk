@@ -1,0 +1,1 @@
+# registry/: credential sources, auth challenges and tokens, registries.conf (see the headers).
