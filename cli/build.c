@@ -38,7 +38,9 @@ static const char build_usage[] =
         "                                 type=oci,dest=FILE.tar      OCI image layout as a tar\n"
         "                                 type=oci,dest=P,tar=true|false\n"
         "                                 type=docker,dest=FILE.tar   docker-archive (docker/podman load)\n"
+        "                                 type=registry[,name=NAME]   push (to NAME, default the -t names)\n"
         "                                 PATH                        like type=oci,dest=PATH\n"
+        "      --push                   Push the image to every -t name (like --output type=registry)\n"
         "      --platform OS/ARCH[/V]   Target platform (default: the host's)\n"
         "      --progress MODE          auto (default), plain, tty, json or quiet\n"
         "      --log-format FORMAT      text (default) or json\n"
@@ -51,6 +53,9 @@ static const char build_usage[] =
         "      --cache-dir DIR          State directory (default $OSSB_CACHE_DIR, then\n"
         "                               $XDG_CACHE_HOME/ossb, then ~/.cache/ossb)\n"
         "  -h, --help                   Show this help\n"
+        "\n";
+
+static const char build_usage_tail[] =
         "\n"
         "Environment:\n"
         "  SOURCE_DATE_EPOCH            Seconds since 1970: the image's creation time, and layer\n"
@@ -58,10 +63,12 @@ static const char build_usage[] =
         "                               from --build-arg SOURCE_DATE_EPOCH=N\n"
         "  OSSB_COMPRESS_THREADS        Threads compressing a gzip layer (default: the CPUs ossb\n"
         "                               may use, at most 8); the output does not depend on it\n"
+        "  OSSB_PUSH_CHUNK_SIZE         Blobs larger than this many bytes are pushed in chunks\n"
         "\n"
         "Examples:\n"
         "  ossb build -t hello:latest --output type=oci,dest=out/hello examples/hello\n"
-        "  ossb build -f Dockerfile.prod --build-arg VERSION=1.2 -o type=docker,dest=app.tar .\n";
+        "  ossb build -f Dockerfile.prod --build-arg VERSION=1.2 -o type=docker,dest=app.tar .\n"
+        "  ossb build --push -t localhost:5000/app:1 .\n";
 
 enum {
         OPT_BUILD_ARG = 256,
@@ -76,6 +83,7 @@ enum {
         OPT_COMPRESSION,
         OPT_LEVEL,
         OPT_CACHE_DIR,
+        OPT_PUSH,
 };
 
 struct build_cli {
@@ -91,6 +99,7 @@ struct build_cli {
         char *cache_dir;
         char *dockerfile_data;
         char *dockerfile_name;
+        struct ossb_cli_registry reg;
 };
 
 static void build_cli_free(struct build_cli *c)
@@ -104,6 +113,7 @@ static void build_cli_free(struct build_cli *c)
         free(c->cache_dir);
         free(c->dockerfile_data);
         free(c->dockerfile_name);
+        ossb_cli_registry_clear(&c->reg);
 }
 
 static int add_build_arg(struct build_cli *c, const char *arg)
@@ -179,7 +189,9 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 { "compression", required_argument, NULL, OPT_COMPRESSION },
                 { "compression-level", required_argument, NULL, OPT_LEVEL },
                 { "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
+                { "push", no_argument, NULL, OPT_PUSH },
                 { "help", no_argument, NULL, 'h' },
+                OSSB_CLI_REGISTRY_LONGOPTS,
                 {},
         };
         const char *cache_dir = NULL;
@@ -188,8 +200,15 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
         opterr = 0;
         c->opts.compression_level = -1;
         while ((opt = getopt_long(argc, argv, ":f:t:o:h", longopts, NULL)) != -1) {
-                r = 0;
+                r = ossb_cli_registry_option(&c->reg, opt, optarg);
+                if (r < 0)
+                        return OSSB_EXIT_INTERNAL;
+                if (r > 0)
+                        continue;
                 switch (opt) {
+                case OPT_PUSH:
+                        c->opts.push = true;
+                        break;
                 case 'f':
                         c->file = optarg;
                         break;
@@ -253,6 +272,8 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                         break;
                 case 'h':
                         fputs(build_usage, stdout);
+                        fputs(ossb_cli_registry_help, stdout);
+                        fputs(build_usage_tail, stdout);
                         return -1;
                 case ':':
                         return ossb_cli_usage_error("build ", "option `%s` requires a value", argv[optind - 1]);
@@ -354,6 +375,12 @@ int ossb_cmd_build(int argc, char **argv)
                 c.opts.outputs = c.outputs;
                 c.opts.n_outputs = c.n_outputs;
                 c.opts.cache_dir = c.cache_dir;
+                c.opts.registry_auth_file = c.reg.auth_file;
+                if (ossb_cli_registry_load(&c.reg, &err) < 0) {
+                        r = ossb_cli_fail(err);
+                        goto out;
+                }
+                c.opts.regconf = c.reg.conf;
                 if (ossb_interrupt_setup() < 0)
                         log_warn("cannot install signal handlers; an interrupted build leaves its work directory for the next build to remove");
                 if (ossb_build(&c.opts, &res, &err) < 0)
@@ -361,6 +388,7 @@ int ossb_cmd_build(int argc, char **argv)
                 else
                         r = write_results(&c, &res);
         }
+out:
         ossb_build_result_clear(&res);
         build_cli_free(&c);
         return r;

@@ -19,7 +19,10 @@ static const char usage[] =
         "\n"
         "Commands:\n"
         "  build      Build an image from a Dockerfile and a context directory\n"
-        "  debug      Developer tools (debug parse: print a Dockerfile's parse as JSON)\n"
+        "  pull       Download an image from a registry into ossb's store\n"
+        "  push       Push an image from an OCI image layout to a registry\n"
+        "  inspect    Print an image's manifest and config (JSON) from a registry\n"
+        "  debug      Developer tools (parse: a Dockerfile's parse as JSON; verify-store)\n"
         "  version    Print the version\n"
         "\n"
         "Global options:\n"
@@ -129,6 +132,12 @@ int main(int argc, char **argv)
         }
         if (streq(cmd, "build"))
                 r = ossb_cmd_build(argc - 1, argv + 1);
+        else if (streq(cmd, "pull"))
+                r = ossb_cmd_pull(argc - 1, argv + 1);
+        else if (streq(cmd, "push"))
+                r = ossb_cmd_push(argc - 1, argv + 1);
+        else if (streq(cmd, "inspect"))
+                r = ossb_cmd_inspect(argc - 1, argv + 1);
         else if (streq(cmd, "debug"))
                 r = ossb_cmd_debug(argc - 1, argv + 1);
         else if (streq(cmd, "version"))

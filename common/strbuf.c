@@ -167,3 +167,16 @@ void ossb_strv_free(char **v)
                 free(v[i]);
         free(v);
 }
+
+char *ossb_strv_join(char *const *v, const char *sep)
+{
+        struct ossb_strbuf sb = OSSB_STRBUF_INIT;
+        if (ossb_strbuf_append(&sb, "") < 0)
+                return NULL;
+        for (size_t i = 0; v && v[i]; i++)
+                if ((i && ossb_strbuf_append(&sb, sep) < 0) || ossb_strbuf_append(&sb, v[i]) < 0) {
+                        ossb_strbuf_free(&sb);
+                        return NULL;
+                }
+        return ossb_strbuf_steal(&sb);
+}

@@ -32,6 +32,8 @@ void ossb_strbuf_free(struct ossb_strbuf *sb);
 /* String vectors: NULL-terminated arrays of owned strings.  A NULL strv is "absent";
  * a strv holding only the terminator is "present and empty". */
 size_t ossb_strv_length(char *const *v);
+/* The strings joined with `sep` (NULL or empty vector: ""); caller frees; NULL on ENOMEM. */
+char *ossb_strv_join(char *const *v, const char *sep);
 char **ossb_strv_new_empty(void);
 /* Append a copy of s; *v may be NULL (becomes a 1-element vector). */
 int ossb_strv_push(char ***v, const char *s);

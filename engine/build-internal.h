@@ -16,6 +16,8 @@
 #include "engine/rootfs.h"
 #include "oci/image.h"
 #include "oci/store.h"
+#include "registry/client.h"
+#include "registry/progress.h"
 
 struct stage_state {
         const struct ossb_df_stage *stage;
@@ -41,6 +43,12 @@ struct progress {
         int64_t started_ns;
 };
 
+/* An image used by COPY --from=<image>: pulled and unpacked once per build. */
+struct image_source {
+        char *name;            /* as written (expanded) */
+        struct ossb_tree root;
+};
+
 struct build {
         const struct ossb_build_opts *opts;
         struct ossb_dockerfile *df;
@@ -58,6 +66,11 @@ struct build {
         int64_t now;
         char created[64];
         struct progress progress;
+        struct ossb_regconf *own_regconf;    /* defaults when opts->regconf is NULL */
+        struct ossb_registry *reg;           /* created on first use */
+        struct ossb_transfer_display display;
+        struct image_source *images;
+        size_t n_images;
 };
 
 /* dispatch.c */
@@ -69,6 +82,17 @@ int ossb_expand(const struct build *b, char *const *env, const char *word, char 
 struct stage_state *ossb_find_stage(struct build *b, const char *name);
 /* "<file>:<line>" context for errors about an instruction. */
 int ossb_wrap_inst(const struct build *b, const struct ossb_df_inst *inst, struct ossb_error **err);
+
+/* baseimage.c */
+/* Pull FROM <image> for stage s into the directory `dir` (its root): layers unpacked, config,
+ * layer descriptors and platform taken from the image. */
+int ossb_stage_from_image(struct build *b, struct stage_state *s, const char *dir, struct ossb_error **err);
+/* The file tree of an image named in COPY --from (pulled and unpacked on first use). */
+int ossb_image_source(struct build *b, const char *name, const struct ossb_tree **ret, struct ossb_error **err);
+/* Push the built image to the registries of `refs` (a NULL-terminated vector of names). */
+int ossb_push_result(struct build *b, const struct ossb_descriptor *manifest, char *const *refs,
+                     struct ossb_error **err);
+void ossb_images_free(struct build *b);
 
 /* progress.c */
 int ossb_progress_start(struct build *b, const char *label, const char *text);

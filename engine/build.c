@@ -40,11 +40,68 @@ static bool ends_with(const char *s, const char *suffix)
         return n >= m && streq(s + n - m, suffix);
 }
 
+/* Append "a" to a comma-separated list in *list. */
+static int list_add(char **list, const char *a)
+{
+        char *n = NULL;
+        if (asprintf(&n, "%s%s%s", *list ? *list : "", *list ? "," : "", a) < 0)
+                return -ENOMEM;
+        free(*list);
+        *list = n;
+        return 0;
+}
+
+struct output_kv {
+        bool have_type, tar_set, push, push_set;
+        char *names;
+};
+
+static int output_key(const char *spec, const char *k, const char *v, struct ossb_output *o, struct output_kv *kv,
+                      struct ossb_error **err)
+{
+        if (streq(k, "type")) {
+                kv->have_type = true;
+                if (streq(v, "oci"))
+                        o->type = OSSB_OUTPUT_OCI;
+                else if (streq(v, "docker"))
+                        o->type = OSSB_OUTPUT_DOCKER;
+                else if (streq(v, "registry") || streq(v, "image"))
+                        o->type = OSSB_OUTPUT_REGISTRY;
+                else
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                                               "--output %s: unsupported type `%s` (supported: oci, docker, registry)", spec, v);
+                if (streq(v, "registry"))
+                        kv->push = kv->push_set = true;
+        } else if (streq(k, "dest")) {
+                free(o->dest);
+                o->dest = strdup(v);
+                if (!o->dest)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+        } else if (streq(k, "tar") || streq(k, "push")) {
+                if (!streq(v, "true") && !streq(v, "false"))
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: %s= takes true or false", spec, k);
+                if (streq(k, "tar")) {
+                        o->tar = streq(v, "true");
+                        kv->tar_set = true;
+                } else {
+                        kv->push = streq(v, "true");
+                        kv->push_set = true;
+                }
+        } else if (streq(k, "name")) {
+                /* several names: name=a,name=b or name="a,b" (buildx); for oci/docker the tags come from -t */
+                if (list_add(&kv->names, v) < 0)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+        } else
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: unknown key `%s`", spec, k);
+        return 0;
+}
+
 int ossb_output_parse(const char *spec, struct ossb_output *ret, struct ossb_error **err)
 {
         struct ossb_output o = { .type = OSSB_OUTPUT_OCI };
+        struct output_kv kv = { 0 };
         _cleanup_free_ char *copy = strdup(spec);
-        bool have_type = false, tar_set = false;
+        int r = 0;
         if (!copy)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
         if (!strchr(spec, '=')) {
@@ -55,57 +112,49 @@ int ossb_output_parse(const char *spec, struct ossb_output *ret, struct ossb_err
                 *ret = o;
                 return 0;
         }
-        for (char *p = copy, *next; p; p = next) {
+        for (char *p = copy, *next; p && r >= 0; p = next) {
                 next = strchr(p, ',');
                 if (next)
                         *next++ = '\0';
                 char *eq = strchr(p, '=');
-                if (!eq)
-                        goto bad;
-                *eq = '\0';
-                const char *v = eq + 1;
-                if (streq(p, "type")) {
-                        have_type = true;
-                        if (streq(v, "oci"))
-                                o.type = OSSB_OUTPUT_OCI;
-                        else if (streq(v, "docker"))
-                                o.type = OSSB_OUTPUT_DOCKER;
-                        else {
-                                free(o.dest);
-                                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
-                                                       "--output %s: unsupported type `%s` (supported: oci, docker)", spec, v);
+                if (!eq) {
+                        /* a bare word after name=: another name ("name=a,b") */
+                        if (kv.names && *p) {
+                                r = list_add(&kv.names, p) < 0 ? ossb_error_set(err, -ENOMEM, "out of memory") : 0;
+                                continue;
                         }
-                } else if (streq(p, "dest")) {
-                        free(o.dest);
-                        o.dest = strdup(v);
-                        if (!o.dest)
-                                return ossb_error_set(err, -ENOMEM, "out of memory");
-                } else if (streq(p, "tar")) {
-                        if (!streq(v, "true") && !streq(v, "false"))
-                                goto bad;
-                        o.tar = streq(v, "true");
-                        tar_set = true;
-                } else if (streq(p, "name")) {
-                        /* accepted for buildx compatibility; tags come from -t */
-                } else {
-                        free(o.dest);
-                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: unknown key `%s`", spec, p);
+                        r = ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                                            "--output %s: expected type=oci|docker,dest=PATH[,tar=true|false] or "
+                                            "type=registry[,name=NAME]", spec);
+                        break;
                 }
+                *eq = '\0';
+                r = output_key(spec, p, eq + 1, &o, &kv, err);
         }
-        if (!have_type || !o.dest || !*o.dest) {
+        if (r >= 0 && !kv.have_type)
+                r = ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: `type=` is required", spec);
+        if (r >= 0 && o.type == OSSB_OUTPUT_REGISTRY) {
+                if (!kv.push)
+                        r = ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: type=image needs push=true (ossb "
+                                                                            "has no local image store)", spec);
+                else if (o.dest)
+                        r = ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: type=registry takes name=, not dest=",
+                                            spec);
+                else
+                        o.dest = TAKE_PTR(kv.names);
+        } else if (r >= 0 && (!o.dest || !*o.dest))
+                r = ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: `type=` and `dest=` are required", spec);
+        free(kv.names);
+        if (r < 0) {
                 free(o.dest);
-                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "--output %s: `type=` and `dest=` are required", spec);
+                return r;
         }
         if (o.type == OSSB_OUTPUT_DOCKER)
                 o.tar = true;
-        else if (!tar_set)
+        else if (o.type == OSSB_OUTPUT_OCI && !kv.tar_set)
                 o.tar = ends_with(o.dest, ".tar");
         *ret = o;
         return 0;
-bad:
-        free(o.dest);
-        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
-                               "--output %s: expected type=oci|docker,dest=PATH[,tar=true|false]", spec);
 }
 
 static const char *normalize_arch(const char *a)
@@ -325,15 +374,9 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
                     ossb_config_set_str(s->img, "WorkingDir", "/") < 0)
                         return ossb_error_set(err, -ENOMEM, "out of memory");
         } else {
-                struct ossb_reference *ref = NULL;
-                r = ossb_reference_parse(s->base_image, &ref, err);
-                ossb_reference_free(ref);
-                if (r >= 0)
-                        ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP,
-                                        "base image `%s`: pulling base images needs the registry client, which this "
-                                        "version of ossb does not have yet; use FROM scratch or a stage of this Dockerfile",
-                                        s->base_image);
-                return ossb_wrap_inst(b, &s->stage->from, err);
+                r = ossb_stage_from_image(b, s, dir, err);
+                if (r < 0)
+                        return ossb_wrap_inst(b, &s->stage->from, err);
         }
         return ossb_tree_open(dir, &s->root, err);
 }
@@ -471,9 +514,36 @@ static int tags_prepare(struct build *b, struct tags *t, struct ossb_error **err
         return 0;
 }
 
+static int push_image(struct build *b, const struct ossb_descriptor *manifest, char *const *names,
+                      struct ossb_error **err)
+{
+        int64_t t0 = ossb_now_ns();
+        _cleanup_free_ char *list = ossb_strv_join(names, ", ");
+        char text[4200];
+        snprintf(text, sizeof(text), "pushing %s to %s", manifest->digest, list ? list : "?");
+        int id = ossb_progress_start(b, "push", text);
+        int r = ossb_push_result(b, manifest, names, err);
+        ossb_progress_done(b, id, t0, r < 0);
+        return r;
+}
+
 static int export_one(struct build *b, const struct ossb_output *o, const struct ossb_descriptor *manifest,
                       const struct tags *t, struct ossb_error **err)
 {
+        if (o->type == OSSB_OUTPUT_REGISTRY) {
+                _cleanup_strv_free_ char **names = NULL;
+                if (o->dest) {
+                        for (char *p = o->dest, *next; p; p = next) {
+                                next = strchr(p, ',');
+                                _cleanup_free_ char *one = next ? strndup(p, (size_t) (next - p)) : strdup(p);
+                                if (next)
+                                        next++;
+                                if (!one || ossb_strv_push(&names, one) < 0)
+                                        return ossb_error_set(err, -ENOMEM, "out of memory");
+                        }
+                }
+                return push_image(b, manifest, o->dest ? names : t->full, err);
+        }
         int64_t t0 = ossb_now_ns();
         char text[4200];
         snprintf(text, sizeof(text), "exporting to %s %s", o->type == OSSB_OUTPUT_DOCKER ? "docker-archive" :
@@ -510,6 +580,8 @@ static int export_image(struct build *b, struct stage_state *s, struct tags *tp,
                 goto out;
         for (size_t i = 0; i < b->opts->n_outputs && r >= 0; i++)
                 r = export_one(b, &b->opts->outputs[i], &manifest, &t, err);
+        if (r >= 0 && b->opts->push)
+                r = push_image(b, &manifest, t.full, err);
         if (r < 0)
                 goto out;
         memcpy(ret->manifest_digest, manifest.digest, sizeof(ret->manifest_digest));
@@ -603,6 +675,7 @@ static void build_free(struct build *b)
         ossb_dockerignore_free(b->ignore);
         ossb_strv_free(b->meta_env);
         ossb_strv_free(b->used_args);
+        ossb_images_free(b);
         ossb_df_plan_free(b->plan);
         ossb_dockerfile_free(b->df);
         ossb_store_free(b->store);

@@ -935,11 +935,14 @@ static int source_tree(struct copy_job *j, const struct ossb_tree **ret, bool *f
         if (r < 0)
                 return r;
         struct stage_state *src = ossb_find_stage(j->b, from);
-        if (!src)
-                return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP,
-                                       "%s --from=%s: no stage of that name or index; copying from an image needs the "
-                                       "registry client, which this version of ossb does not have yet",
-                                       j->what, from);
+        if (!src) {
+                /* not a stage: an image, pulled once per build */
+                r = ossb_image_source(j->b, from, ret, err);
+                if (r < 0)
+                        return r;
+                *from_context = false;
+                return 0;
+        }
         if (src == j->s)
                 return usage_error(err, "%s --from: a stage cannot copy from itself (`%s`)", j->what, from);
         *ret = &src->root;

@@ -14,10 +14,12 @@
 #include "common/error.h"
 #include "common/sha256.h"
 #include "oci/layer.h"
+#include "registry/regconf.h"
 
 enum ossb_output_type {
         OSSB_OUTPUT_OCI = 0,    /* OCI image layout (dir, or tar) */
         OSSB_OUTPUT_DOCKER,     /* docker-archive tar */
+        OSSB_OUTPUT_REGISTRY,   /* push to a registry: dest holds comma-separated names, or NULL for the -t tags */
 };
 
 struct ossb_output {
@@ -27,6 +29,7 @@ struct ossb_output {
 };
 
 /* Parse a --output value: "type=oci,dest=DIR[,tar=true|false]", "type=docker,dest=FILE.tar",
+ * "type=registry[,name=REF[,name=REF2]]" (also buildx's "type=image,name=REF,push=true"),
  * or a bare path (an OCI layout directory, as `-o DIR` means a local export in buildx). */
 int ossb_output_parse(const char *spec, struct ossb_output *ret, struct ossb_error **err);
 void ossb_output_clear(struct ossb_output *o);
@@ -60,6 +63,10 @@ struct ossb_build_opts {
         enum ossb_compression compression;
         int compression_level;        /* -1: default */
         const char *cache_dir;        /* state: blob store and build work dirs */
+        const struct ossb_regconf *regconf; /* registries: mirrors, insecure hosts, certs (required
+                                             * when the build pulls or pushes; NULL: defaults) */
+        const char *registry_auth_file;     /* --registry-auth-file or NULL */
+        bool push;                          /* --push: push every -t tag */
 };
 
 struct ossb_build_result {

@@ -8,7 +8,8 @@ libossb_engine_la_SOURCES += \
 	engine/imageconfig.c engine/imageconfig.h \
 	engine/copy.c engine/copy.h \
 	engine/extract.c engine/extract.h \
-	engine/rootfs.c engine/rootfs.h
+	engine/rootfs.c engine/rootfs.h \
+	engine/baseimage.c
 
 check_PROGRAMS += tests/unit/test-engine-imageconfig
 TESTS += tests/unit/test-engine-imageconfig

@@ -49,7 +49,13 @@ int ossb_docker_archive_write(struct ossb_store *s, const char *dest, const stru
  * entry; several entries and no name is -EINVAL listing the names), then the manifest (or the
  * index and every manifest it lists), configs and layers, each verified against its digest.
  * *ret receives the descriptor of that entry (a manifest or an index).  Errors name the
- * layout path and the entry or blob at fault. */
+ * layout path and the entry or blob at fault.
+ * Details: several entries for one digest (one image under several names) need no name.  A
+ * tar may be gzip- or zstd-compressed and is read once, front to back (a pipe works): each
+ * blobs/sha256/<hex> entry is ingested as it comes (verified against its name; one whose
+ * content does not match is an error only when the image needs it), also blobs of other
+ * images in the tar.  Blobs already in the store are not read again (their size is still
+ * checked).  Indexes nest at most 8 deep. */
 int ossb_layout_read(struct ossb_store *s, const char *path, const char *ref_name, struct ossb_descriptor *ret,
                      struct ossb_error **err);
 

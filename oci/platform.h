@@ -3,7 +3,8 @@
  * Owns: struct ossb_platform and its normalisation as containerd's platforms package does:
  * architecture aliases (x86_64/x86-64 -> amd64, aarch64 -> arm64, armhf/armel -> arm with
  * v7/v6, i386/i686 -> 386), default variants (arm64: "v8", which equals no variant; arm:
- * "v7"), os lower-cased.
+ * "v7"), os lower-cased.  As in containerd, arm64's "v8" normalises to no variant (so
+ * "linux/arm64/v8" formats as "linux/arm64", as TARGETPLATFORM does), amd64's "v1" too.
  */
 #ifndef OSSB_OCI_PLATFORM_H
 #define OSSB_OCI_PLATFORM_H
@@ -39,6 +40,8 @@ struct ossb_index_entry {
         struct ossb_descriptor desc;
         struct ossb_platform platform;
         bool has_platform;
+        bool bad_platform; /* a platform was given but its fields do not fit struct ossb_platform
+                            * (over 31 bytes, characters other than [A-Za-z0-9._-]): never chosen */
 };
 struct ossb_index {
         char *media_type;
@@ -49,7 +52,10 @@ int ossb_index_parse(const char *json, size_t len, struct ossb_index **ret, stru
 void ossb_index_free(struct ossb_index *ix);
 /* The best manifest for `want`: an exact match first, then a compatible variant; attestation
  * manifests (platform unknown/unknown, or annotation vnd.docker.reference.type) are never
- * chosen.  -ENOENT when none, with a message listing the platforms the index offers. */
+ * chosen.  Among compatible variants the highest wins (arm/v7 takes v6 before v5).  An image
+ * manifest entry without a platform is taken only when no entry matches (as containerd does).
+ * -ENOENT when none, with a message listing the platforms the index offers.  *ret points into
+ * ix. */
 int ossb_index_select(const struct ossb_index *ix, const struct ossb_platform *want, const char *name,
                       const struct ossb_index_entry **ret, struct ossb_error **err);
 

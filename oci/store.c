@@ -7,16 +7,19 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/fs.h"
+#include "common/strbuf.h"
 #include "oci/store.h"
 
 #define BLOB_MODE 0444
@@ -341,4 +344,134 @@ void ossb_store_ingest_free(struct ossb_store_ingest *in)
         ingest_remove(in);
         ossb_sha256_free(in->hash);
         free(in);
+}
+
+/* ---- verification ---- */
+
+#define VERIFY_CHUNK (256 * 1024)
+#define INGEST_STALE_SECONDS 3600
+
+static bool hex_name(const char *s)
+{
+        size_t n = 0;
+        for (; s[n]; n++)
+                if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+                        return false;
+        return n == OSSB_SHA256_HEX_LEN;
+}
+
+/* Whether the regular file `name` in `dirfd` hashes to its name; -errno when it cannot be read. */
+static int blob_is_good(int dirfd, const char *name, struct ossb_sha256 *h, unsigned char *buf, bool *ret)
+{
+        char actual[OSSB_DIGEST_STR_LEN + 1];
+        struct stat st;
+        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode)) {
+                *ret = false;
+                return 0;
+        }
+        int r = 0;
+        for (;;) {
+                ssize_t n = read(fd, buf, VERIFY_CHUNK);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        r = n < 0 ? -errno : 0;
+                        break;
+                }
+                r = ossb_sha256_update(h, buf, (size_t) n);
+                if (r < 0)
+                        break;
+        }
+        ossb_sha256_final(h, actual); /* also resets h for the next blob, whatever happened */
+        *ret = r >= 0 && streq(actual + 7, name);
+        return r;
+}
+
+static int verify_one(int dirfd, const char *name, bool remove_bad, struct ossb_sha256 *h, unsigned char *buf,
+                      int64_t *ok, char ***bad)
+{
+        _cleanup_free_ char *digest = NULL;
+        bool good = false;
+        int r = 0;
+
+        if (hex_name(name)) {
+                r = blob_is_good(dirfd, name, h, buf, &good);
+                if (r == -ENOENT)
+                        return 0; /* removed meanwhile */
+                if (r == -ENOMEM)
+                        return r;
+                /* unreadable (EIO, ELOOP for a symlink, ...): bad */
+        }
+        if (good) {
+                (*ok)++;
+                return 0;
+        }
+        if (asprintf(&digest, "sha256:%s", name) < 0 || ossb_strv_push(bad, digest) < 0)
+                return -ENOMEM;
+        if (remove_bad) {
+                r = ossb_rm_rf_at(dirfd, name);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Remove ingest temp files older than an hour (left by crashed writers). */
+static void clean_ingest(const struct ossb_store *s)
+{
+        DIR *d = opendir(s->ingest_dir);
+        struct dirent *de;
+        time_t now = time(NULL);
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                struct stat st;
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                if (now - st.st_mtime > INGEST_STALE_SECONDS)
+                        (void) ossb_rm_rf_at(dirfd(d), de->d_name);
+        }
+        closedir(d);
+}
+
+int ossb_store_verify(struct ossb_store *s, bool remove_bad, int64_t *ret_ok, char ***ret_bad, struct ossb_error **err)
+{
+        _cleanup_strv_free_ char **bad = NULL;
+        _cleanup_free_ unsigned char *buf = malloc(VERIFY_CHUNK);
+        struct ossb_sha256 *h = NULL;
+        int64_t ok = 0;
+        int r = 0;
+
+        if (!buf || ossb_sha256_new(&h) < 0) {
+                ossb_sha256_free(h);
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        }
+        DIR *d = opendir(s->blobs_dir);
+        if (!d) {
+                ossb_sha256_free(h);
+                return ossb_error_set(err, -errno, "cannot read `%s`: %m", s->blobs_dir);
+        }
+        struct dirent *de;
+        while (r >= 0 && (de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        r = verify_one(dirfd(d), de->d_name, remove_bad, h, buf, &ok, &bad);
+        closedir(d);
+        ossb_sha256_free(h);
+        if (r < 0)
+                return ossb_error_set(err, r, "cannot verify the content store at `%s`: %s", s->root, strerror(-r));
+        clean_ingest(s);
+        if (ret_ok)
+                *ret_ok = ok;
+        if (ret_bad)
+                *ret_bad = bad ? TAKE_PTR(bad) : ossb_strv_new_empty();
+        if (ret_bad && !*ret_bad)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        return 0;
 }

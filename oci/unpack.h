@@ -13,6 +13,15 @@
  * user.*, trusted.* where permitted; others are skipped), device nodes (mknod when permitted,
  * else skipped and counted).  An entry replacing an existing one removes it first (a
  * directory replacing a directory keeps its children, as Docker does).
+ * Details: an entry or hard link target with a ".." component is -EPERM; a leading "/" is
+ * dropped (names are relative to dest, as Docker takes them); missing parent directories are
+ * created 0755; the "." entry (dest itself) is not applied.  A ".wh.NAME" whose NAME this
+ * layer created stays, and of a directory holding entries of this layer only what lower
+ * layers left is removed.  ".wh..wh.*" entries other than the opaque marker (aufs metadata)
+ * are ignored.  Overlay metadata xattrs (trusted.overlay.*, user.overlay.*) are never set
+ * from a layer (counted as skipped).  Gzip streams may have several members but nothing
+ * after the last one.  The whole uncompressed stream is hashed, also what follows the tar's
+ * end-of-archive blocks.
  */
 #ifndef OSSB_OCI_UNPACK_H
 #define OSSB_OCI_UNPACK_H

@@ -44,4 +44,16 @@ char *ossb_auth_scope(const char *path, const char *actions);
 /* "Basic <base64(user:secret)>" for an Authorization header; caller frees (and should wipe). */
 char *ossb_auth_basic_header(const char *user, const char *secret);
 
+/* Standard base64 (RFC 4648 section 4, with '=' padding) of len bytes; NUL-terminated, caller
+ * frees; NULL on ENOMEM. */
+char *ossb_base64_encode(const void *data, size_t len);
+/* Decode standard base64 (padding optional; no whitespace) into a new NUL-terminated buffer
+ * (*ret_len excludes the NUL; caller frees, and wipes it when it holds a secret).  -EINVAL on a
+ * character outside the alphabet, a bad length or bad padding; -ENOMEM.  Writes *ret only on
+ * success; the message-free return is deliberate: callers name the input, never quote it. */
+int ossb_base64_decode(const char *s, size_t len, char **ret, size_t *ret_len);
+
+/* Limit on a WWW-Authenticate value ossb_auth_challenge_parse accepts (longer: -EPROTO). */
+#define OSSB_AUTH_HEADER_MAX (64 * 1024)
+
 #endif

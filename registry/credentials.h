@@ -12,6 +12,10 @@
  * Keys match as Docker and containers/image do: "HOST[:PORT]", "https://HOST/", "http://HOST",
  * "https://index.docker.io/v1/" for docker.io (also index.docker.io, registry-1.docker.io), and
  * repository-scoped keys ("HOST/ns/repo") where the most specific prefix of the repository wins.
+ * Within one file: a "credHelpers" entry for the host is used alone (when its helper has no
+ * entry, the next file is tried), else the most specific "auths" entry holding a credential,
+ * else "credsStore".  Helpers run without a shell, with the server URL on stdin
+ * ("https://index.docker.io/v1/" for docker.io, else HOST[:PORT]) and a 30 s time limit.
  * Secrets never appear in messages: errors name the file or helper, never its content.
  */
 #ifndef OSSB_REGISTRY_CREDENTIALS_H
@@ -40,5 +44,9 @@ int ossb_credentials_find(const char *auth_file, const char *repository, struct 
                           struct ossb_error **err);
 /* Free the members, wiping the secret first (explicit_bzero); keeps c. */
 void ossb_credential_clear(struct ossb_credential *c);
+
+/* How long a `docker-credential-NAME get` may take before it is killed and the lookup fails
+ * (milliseconds; <= 0 restores the default, 30 s).  For tests; not thread-safe. */
+void ossb_credentials_set_helper_timeout(int ms);
 
 #endif

@@ -6,3 +6,8 @@ check_PROGRAMS += tests/unit/test-registry-reference
 TESTS += tests/unit/test-registry-reference
 tests_unit_test_registry_reference_SOURCES = tests/unit/test-registry-reference.c tests/unit/tap.h
 tests_unit_test_registry_reference_LDADD = $(OSSB_LIBS)
+
+libossb_registry_la_SOURCES += \
+	registry/pull.c registry/pull.h \
+	registry/push.c registry/push.h \
+	registry/progress.c registry/progress.h

@@ -30,8 +30,10 @@ struct ossb_regconf_mirror {
 };
 
 struct ossb_regconf_registry {
-        char *prefix;   /* "docker.io", "localhost:5000", "example.com/team" */
-        char *location; /* where the prefix is served from (usually == prefix) */
+        char *prefix;   /* "docker.io", "localhost:5000", "example.com/team"; or a wildcard
+                         * "*.example.com" matching every host under example.com */
+        char *location; /* where the prefix is served from (usually == prefix); NULL only for a
+                         * wildcard prefix (the repository's own host serves it) */
         bool insecure;
         bool blocked;
         struct ossb_regconf_mirror *mirrors;
@@ -68,8 +70,23 @@ bool ossb_regconf_insecure(const struct ossb_regconf *c, const char *hostport);
 
 /* TLS files for host[:port]: the first cert dir holding HOST[:PORT]/ supplies every *.crt
  * there as CAs (ca.crt first) and client.cert/client.key as the client identity.  Each out
- * string is NULL or a path (caller frees; *ret_cas is NULL-terminated or NULL). */
+ * string is NULL or a path (caller frees; *ret_cas is NULL-terminated or NULL).  As in Docker,
+ * any NAME.cert needs its NAME.key and the reverse (else an error naming the directory);
+ * client.cert is preferred when there are several pairs, else the first by name. */
 int ossb_regconf_tls_files(const struct ossb_regconf *c, const char *hostport, char ***ret_cas, char **ret_cert,
                            char **ret_key, struct ossb_error **err);
+
+/* `repository` (matched by r: see ossb_regconf_match) as served from `location` (r->location
+ * or one of r's mirrors' locations): r's prefix replaced with it ("example.com/team/app" with
+ * prefix "example.com/team" and location "mirror.example:5000/t" -> "mirror.example:5000/t/app").
+ * For a wildcard prefix the host is replaced; a NULL location leaves repository as it is.
+ * *ret: caller frees.  -EINVAL when r does not match repository, -ENOMEM. */
+int ossb_regconf_rewrite(const struct ossb_regconf_registry *r, const char *location, const char *repository,
+                         char **ret);
+
+/* Bounds on what a registries.conf may hold (more: an error naming the file and line). */
+#define OSSB_REGCONF_MAX_SIZE (1024 * 1024)
+#define OSSB_REGCONF_MAX_REGISTRIES 4096
+#define OSSB_REGCONF_MAX_MIRRORS 256
 
 #endif

@@ -11,9 +11,13 @@ fi
 build_pkgs=(build-essential autoconf automake libtool pkg-config
 	libfuse3-dev libcurl4-gnutls-dev libgnutls28-dev libjson-c-dev libzstd-dev
 	libarchive-dev liburing-dev zlib1g-dev)
-test_pkgs=(python3 python3-pytest skopeo umoci zstd xz-utils bzip2 gcovr
+test_pkgs=(python3 python3-pytest python3-jwt python3-cryptography skopeo umoci zstd xz-utils bzip2 gcovr
+	docker-registry apache2-utils gnutls-bin busybox-static
 	clang libclang-rt-14-dev)
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${build_pkgs[@]}" "${test_pkgs[@]}"
+
+# the arm64 busybox-static .deb for the two-platform test image (downloaded, not installed)
+"$(dirname "$0")/fetch-test-debs.sh"

@@ -468,3 +468,10 @@ def assert_failed(r, code, *needles, dest=()):
             assert n in r.stderr, f"stderr does not name {n!r}\n{r}"
     for d in dest:
         assert not os.path.lexists(d), f"a failed build left {d} behind\n{r}"
+
+
+# --- registries (tests/integration/registry.py; appended for the registry tests) ----------
+# Imported here so that every test module can use them; the hook adds the logs of the live
+# registries, token servers and fault proxies to the report of a failed test.
+from registry import (fault_proxy, module_registry_factory, pytest_runtest_makereport, registry_env,  # noqa: E402,F401
+                      registry_factory, seeded_registry, system_certs_d)

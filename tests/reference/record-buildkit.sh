@@ -5,7 +5,10 @@
 #   tests/reference/record-buildkit.sh [-o OUTDIR] [CASE ...]     (default: every case)
 #
 # A case is a folder here with a Dockerfile, a context/ (made into the real build context by
-# prepare-context.sh) and optionally a `targets` file (one --target per line; default: the
+# prepare-context.sh), optionally a make-base.py (writes a base image as an OCI layout, which
+# is pushed to the registry as REGISTRY/ossb-ref-base/CASE:1; that name replaces every @BASE@
+# of the Dockerfile)
+# and optionally a `targets` file (one --target per line; default: the
 # last stage, recorded as "default"). For each target the script builds with
 # `DOCKER_BUILDKIT=1 /usr/bin/docker build` (Debian's docker.io 20.10, BuildKit built into
 # dockerd), `docker save`s the image, pushes it to a private registry for the manifest a
@@ -135,7 +138,12 @@ YML
 record_target() {
 	local case=$1 ctx=$2 target=$3 name=$4
 	local dest=$OUT/$case/$name tag=ossb-ref/$case:$name
-	local args=(build --progress=plain --network=none -f "$HERE/$case/Dockerfile" -t "$tag")
+	local dockerfile=$HERE/$case/Dockerfile
+	if [ -n "$CASE_BASE" ]; then
+		dockerfile=$WORK/Dockerfile-$case
+		sed "s|@BASE@|$CASE_BASE|g" "$HERE/$case/Dockerfile" >"$dockerfile"
+	fi
+	local args=(build --progress=plain --network=none -f "$dockerfile" -t "$tag")
 	[ "$target" = "" ] || args+=(--target "$target")
 	mkdir -p "$dest"
 	log "$case: building target ${target:-<last stage>}"
@@ -196,6 +204,16 @@ record_case() {
 	local ctx=$WORK/ctx-$case
 	"$HERE/prepare-context.sh" "$HERE/$case" "$ctx"
 	rm -rf "${OUT:?}/$case"
+	CASE_BASE=
+	if [ -f "$HERE/$case/make-base.py" ]; then
+		# the case builds FROM an image in the registry: make it and push it first
+		local base=$REF_REGISTRY/ossb-ref-base/$case:1
+		rm -rf "$WORK/base-$case"
+		python3 "$HERE/$case/make-base.py" "$WORK/base-$case" >/dev/null
+		skopeo copy -q --dest-tls-verify=false "oci:$WORK/base-$case:1" "docker://$base"
+		CASE_BASE=$base
+		log "$case: base image pushed as $base"
+	fi
 	local targets=("")
 	if [ -f "$HERE/$case/targets" ]; then
 		mapfile -t targets < <(grep -vE '^\s*(#|$)' "$HERE/$case/targets")
@@ -206,6 +224,7 @@ record_case() {
 	done
 }
 
+CASE_BASE=
 cases=("$@")
 if [ ${#cases[@]} = 0 ]; then
 	for d in "$HERE"/*/Dockerfile; do cases+=("$(basename "$(dirname "$d")")"); done
