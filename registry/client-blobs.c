@@ -625,10 +625,11 @@ static int push_mounts(struct push_task *pt, struct ossb_error **err)
         int k = ossb_blob_source_get(pt->ctx->store, pt->d->digest, &all, err);
         if (k < 0)
                 return k;
-        size_t hl = strlen(ep->host);
+        /* sources name the registry as references do ("docker.io/...", not its API host) */
+        size_t hl = strcspn(ep->repository, "/");
         for (size_t i = 0; all[i]; i++) {
                 const char *s = all[i];
-                if (strncmp(s, ep->host, hl) != 0 || s[hl] != '/' || !s[hl + 1] || streq(s + hl + 1, ep->path))
+                if (strncmp(s, ep->repository, hl) != 0 || s[hl] != '/' || !s[hl + 1] || streq(s + hl + 1, ep->path))
                         continue;
                 if (ossb_strv_push(&pt->mounts, s + hl + 1) < 0)
                         return ossb_error_set(err, -ENOMEM, "out of memory");

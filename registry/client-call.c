@@ -537,6 +537,8 @@ static bool schedule_retry(struct call *c, const char *reason, int64_t retry_aft
         int64_t left = r->retry_budget_ms - c->waited_ms;
         if (c->attempt >= r->max_attempts || left <= 0)
                 return false;
+        if (c->ep && c->ep->mirror)
+                return false; /* a mirror that fails is passed over at once */
         int64_t delay = retry_after_ms;
         if (delay < 0) {
                 int shift = c->attempt - 1 < 10 ? c->attempt - 1 : 10;
@@ -614,7 +616,12 @@ static void transport_failure(struct call *c, enum ossb_http_fail f)
                 snprintf(reason, sizeof(reason), "cannot connect to registry %s: %s", hp, msg);
                 return retry_or_fail(c, -ECONNREFUSED, reason);
         case OSSB_HTTP_BROKEN:
-                snprintf(reason, sizeof(reason), "transfer from %s broke: %s", hp, msg);
+                if (https && ossb_http_xfer_status(c->x) == 0 && ossb_http_xfer_tls_up(c->x))
+                        snprintf(reason, sizeof(reason), "the TLS connection to %s closed without an answer: %s (does "
+                                 "the registry require a client certificate? client certificate: %s)", hp, msg,
+                                 h->cert ? h->cert : "none");
+                else
+                        snprintf(reason, sizeof(reason), "transfer from %s broke: %s", hp, msg);
                 return retry_or_fail(c, -EIO, reason);
         case OSSB_HTTP_TLS:
         case OSSB_HTTP_TLS_VERIFY:

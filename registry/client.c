@@ -589,7 +589,6 @@ int ossb_repo_put_manifest(struct ossb_repo *repo, const char *tag_or_digest, co
         }
         pthread_mutex_lock(&repo->r->lock);
         k = call_run(&c, err);
-        pthread_mutex_unlock(&repo->r->lock);
         long st = call_status(&c);
         if (k >= 0 && (st == 401 || st == 403))
                 k = call_auth_error(&c, err);
@@ -601,6 +600,7 @@ int ossb_repo_put_manifest(struct ossb_repo *repo, const char *tag_or_digest, co
                                     "%s stored manifest %s%s%s as %s, but its bytes hash to %s", ep->host, repo->name,
                                     object_sep(tag_or_digest), tag_or_digest, hd, digest);
         call_clear(&c);
+        pthread_mutex_unlock(&repo->r->lock);
         if (k < 0)
                 ossb_error_set_exit(err, k == -EINTR ? OSSB_EXIT_INTERNAL : OSSB_EXIT_REGISTRY);
         else

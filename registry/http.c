@@ -44,6 +44,7 @@ struct ossb_http_xfer {
         CURLcode result;
         long os_errno;
         long status;
+        bool tls_up; /* a TLS session was established */
         const char *version;
         char **hdrs; /* "name: value" of the last response */
         size_t n_hdrs;
@@ -63,9 +64,14 @@ struct ossb_http_xfer {
 
 int ossb_http_new(const struct ossb_http_opts *opts, struct ossb_http **ret, struct ossb_error **err)
 {
+        /* reference-counted by libcurl (thread-safe since 7.84); undone in ossb_http_free */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return ossb_error_set(err, -EIO, "cannot initialise libcurl");
         struct ossb_http *h = calloc(1, sizeof(*h));
-        if (!h)
+        if (!h) {
+                curl_global_cleanup();
                 return ossb_error_set(err, -ENOMEM, "out of memory");
+        }
         h->user_agent = strdup(opts->user_agent ? opts->user_agent : "ossb");
         h->multi = curl_multi_init();
         if (!h->user_agent || !h->multi) {
@@ -90,6 +96,7 @@ void ossb_http_free(struct ossb_http *h)
                 curl_multi_cleanup(h->multi);
         free(h->user_agent);
         free(h);
+        curl_global_cleanup();
 }
 
 long ossb_http_connects(const struct ossb_http *h)
@@ -498,6 +505,9 @@ static void finish(struct ossb_http_xfer *x, CURLcode result)
         curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &x->os_errno);
         curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &v);
         curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &n);
+        curl_off_t app = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_APPCONNECT_TIME_T, &app);
+        x->tls_up = app > 0;
         x->h->connects += n;
         if (v == CURL_HTTP_VERSION_2_0)
                 x->h->h2++;
@@ -705,6 +715,11 @@ const char *ossb_http_xfer_url(const struct ossb_http_xfer *x)
 const char *ossb_http_xfer_method(const struct ossb_http_xfer *x)
 {
         return x->method;
+}
+
+bool ossb_http_xfer_tls_up(const struct ossb_http_xfer *x)
+{
+        return x->tls_up;
 }
 
 int64_t ossb_http_xfer_sent(const struct ossb_http_xfer *x)

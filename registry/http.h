@@ -111,6 +111,9 @@ const char *ossb_http_xfer_body(const struct ossb_http_xfer *x, size_t *ret_len)
 int ossb_http_xfer_sink_error(const struct ossb_http_xfer *x);
 const char *ossb_http_xfer_url(const struct ossb_http_xfer *x);
 const char *ossb_http_xfer_method(const struct ossb_http_xfer *x);
+/* Whether a TLS session was established (a server that then closes without answering may
+ * have refused the client certificate). */
+bool ossb_http_xfer_tls_up(const struct ossb_http_xfer *x);
 /* Request body bytes sent so far (for progress). */
 int64_t ossb_http_xfer_sent(const struct ossb_http_xfer *x);
 /* "HTTP/2", "HTTP/1.1" or "" - the protocol of the last response. */

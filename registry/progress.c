@@ -100,7 +100,10 @@ static void line(struct ossb_transfer_display *d, const struct ossb_transfer_eve
                 fputs("\r\033[K", stderr);
                 d->line_open = false;
         }
-        fprintf(stderr, "%s %s: %s\n", ev->push ? "push" : "pull", ev->digest ? ev->digest : "?", what);
+        if (ev->digest)
+                fprintf(stderr, "%s %s: %s\n", ev->push ? "push" : "pull", ev->digest, what);
+        else
+                fprintf(stderr, "%s: %s\n", ev->push ? "push" : "pull", what);
 }
 
 static void account(struct ossb_transfer_display *d, const struct ossb_transfer_event *ev)

@@ -127,7 +127,8 @@ int ossb_reference_parse(const char *s, struct ossb_reference **ret, struct ossb
                         if (!valid_domain(name, dn))
                                 return bad(err, s, "invalid registry host");
                         *slash = '\0';
-                        domain = name;
+                        /* Docker's legacy name of Docker Hub */
+                        domain = streq(name, "index.docker.io") ? "docker.io" : name;
                         path = slash + 1;
                 }
         }

@@ -26,6 +26,7 @@ stopped at teardown; `seeded_registry` is a module-wide plain registry holding t
 of images.py.  When a test fails, the tail of every live registry's log (and the fault proxies'
 and token servers' request lists) is added to its report.
 """
+import atexit
 import base64
 import json
 import os
@@ -34,6 +35,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -68,6 +70,16 @@ LIVE = []  # started Registry / FaultProxy / TokenServer objects, for failure re
 CLEAN_ENV = {k: v for k, v in os.environ.items()
              if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
 CLEAN_ENV.update(NO_PROXY="*", no_proxy="*")
+# ... and no credentials of whoever runs the tests: skopeo gets an empty auth file, an empty
+# Docker config dir and a private XDG_RUNTIME_DIR (it reads ${XDG_RUNTIME_DIR}/containers/auth.json,
+# or /run/containers/UID/auth.json when the variable is unset, which a non-root user may not read)
+_TOOL_HOME = Path(tempfile.mkdtemp(prefix="ossb-it-tools-"))
+atexit.register(shutil.rmtree, _TOOL_HOME, True)
+(_TOOL_HOME / "docker").mkdir()
+(_TOOL_HOME / "run").mkdir(mode=0o700)
+(_TOOL_HOME / "auth.json").write_text('{"auths": {}}')
+CLEAN_ENV.update(REGISTRY_AUTH_FILE=str(_TOOL_HOME / "auth.json"), DOCKER_CONFIG=str(_TOOL_HOME / "docker"),
+                 XDG_RUNTIME_DIR=str(_TOOL_HOME / "run"))
 # urllib without any proxy from the environment
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -500,7 +512,8 @@ class Registry:
         ts = self.token_server
         q = urllib.parse.urlencode({"service": ts.service, "scope": scope})
         raw = f"{user}:{self.users[user].password}".encode()
-        req = urllib.request.Request(f"{ts.realm}?{q}", headers={"Authorization": "Basic " + base64.b64encode(raw).decode()})
+        auth = "Basic " + base64.b64encode(raw).decode()
+        req = urllib.request.Request(f"{ts.realm}?{q}", headers={"Authorization": auth})
         with urlopen(req, timeout=10) as r:
             return json.loads(r.read())["token"]
 
@@ -744,8 +757,8 @@ def ossb_cmd(ossb, cmd, *args, cache=None, pre=(), **kw):
     return ossb.run(*pre, cmd, "--cache-dir", cache or ossb.cache, *args, cache=False, **kw)
 
 
-CRED_ENV = ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "CONTAINERS_REGISTRIES_CONF", "SSL_CERT_FILE", "SSL_CERT_DIR",
-            "CURL_CA_BUNDLE")
+CRED_ENV = ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "CONTAINERS_REGISTRIES_CONF",
+            "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE")
 
 
 @pytest.fixture

@@ -79,10 +79,12 @@ def test_copy_from_itself_or_unknown_image(ossb, context):
     assert r.returncode != 0 and "nosuchstage" in r.stderr, str(r)
 
 
-def test_from_registry_image_not_supported_yet(ossb, context):
-    ctx = context(FILES, df="FROM alpine:3.19\nCOPY a.txt /\n")
+def test_from_registry_that_is_down(ossb, context):
+    """FROM an image whose registry does not answer: a registry error (exit 3) naming the image
+    and the Dockerfile line, after bounded retries, and no output."""
+    ctx = context(FILES, df="FROM 127.0.0.1:1/none:1\nCOPY a.txt /\n")
     r = ossb.build(ctx)
-    assert_failed(r, 2, "alpine:3.19", "Dockerfile:1", dest=[r.layout_dir])
+    assert_failed(r, 3, "127.0.0.1:1/none:1", "Dockerfile:1", "cannot connect", dest=[r.layout_dir])
 
 
 def test_duplicate_stage_name(ossb, context):

@@ -17,7 +17,8 @@ from registry import CLEAN_ENV, USERS, non_loopback_ipv4, seed_busybox
 
 
 def skopeo(*args, check=True):
-    p = subprocess.run([need_tool("skopeo"), *map(str, args)], capture_output=True, text=True, timeout=120, env=CLEAN_ENV)
+    p = subprocess.run([need_tool("skopeo"), *map(str, args)], capture_output=True, text=True, timeout=120,
+                       env=CLEAN_ENV)
     if check and p.returncode != 0:
         pytest.fail(f"skopeo {' '.join(map(str, args))} exited {p.returncode}\n{p.stderr}")
     return p

@@ -44,7 +44,8 @@ def build_push(ossb, ctx, *tags, extra=(), env=None):
 
 
 def skopeo(*args):
-    p = subprocess.run([need_tool("skopeo"), *map(str, args)], capture_output=True, text=True, timeout=120, env=CLEAN_ENV)
+    p = subprocess.run([need_tool("skopeo"), *map(str, args)], capture_output=True, text=True, timeout=120,
+                       env=CLEAN_ENV)
     assert p.returncode == 0, f"skopeo {' '.join(map(str, args))}: {p.stderr}"
     return p
 

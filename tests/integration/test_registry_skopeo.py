@@ -76,7 +76,8 @@ def test_build_from_skopeo_pushed_base(ossb, reg, context):
     got = images.tree_summary(r.image.rootfs())
     want = images.expected_tree([
         images.busybox_rootfs(), images.LAYER2, images.LAYER3,
-        [images.D("app"), images.F("app/run.sh", "#!/bin/sh\necho hi\n", 0o755), images.F("app/conf.txt", "k=v\n", 0o600),
+        [images.D("app"), images.F("app/run.sh", "#!/bin/sh\necho hi\n", 0o755),
+         images.F("app/conf.txt", "k=v\n", 0o600),
          images.F("home/app/conf.txt", "k=v\n", 0o600, 1000, 1000)],
     ])
     # the engine records the base layers unchanged: compare the final trees

@@ -177,7 +177,8 @@ def test_plain_http_elsewhere_needs_insecure(ossb, plain_external):
     assert r.returncode == 3, str(r)
     assert plain_external.host in r.stderr, str(r)
     assert re.search(r"insecure|https|TLS|SSL", r.stderr, re.I), f"the message does not say why\n{r}"
-    assert plain_external.requests("GET", r"/manifests/", since=mark) == [], "ossb spoke plain HTTP to a non-loopback host"
+    assert plain_external.requests("GET", r"/manifests/", since=mark) == [], \
+        "ossb spoke plain HTTP to a non-loopback host"
 
 
 @pytest.mark.parametrize("form", ["host:port", "host"])

@@ -29,6 +29,7 @@ AUTH: {"type": "basic" | "bearer", "users": {"NAME": {"password": "...", "push":
   (GET with Basic auth or anonymous, or a POST form with grant_type=refresh_token), which
   grant pull to users (and to anyone with anonymous_pull) and push to users with "push".
   /_redirected/ requests are proxied without any check (a storage backend).
+Rules apply after the auth check of /v2/ requests, and also to /_fault/token and /_redirected/.
 """
 
 import argparse
@@ -303,6 +304,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.record(body)
         with LOCK:
             auth = STATE["auth"]
+        if auth and self.path.startswith("/v2/") and not self.check_auth(auth):
+            return None
+        rule = self.take_rule()
+        if rule:
+            return self.apply(rule, body)
         if self.path.startswith("/_fault/token"):
             if not auth:
                 return self.json_answer(404, {"error": "no auth configured"})
@@ -310,11 +316,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/_redirected/"):
             status, headers, data, length = self.upstream(self.path[len("/_redirected"):], body)
             return self.relay(status, headers, data, length)
-        if auth and self.path.startswith("/v2/") and not self.check_auth(auth):
-            return None
-        rule = self.take_rule()
-        if rule:
-            return self.apply(rule, body)
         status, headers, data, length = self.upstream(self.path, body)
         return self.relay(status, headers, data, length)
 

@@ -52,6 +52,8 @@ static void test_normalise(void)
                      "docker.io/library/app@sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
                      "app@sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
         ASSERT(check("docker.io/library/app:1", "docker.io/library/app:1", "app:1"));
+        ASSERT(check("index.docker.io/busybox:1", "docker.io/library/busybox:1", "busybox:1"));
+        ASSERT(check("index.docker.io/library/busybox", "docker.io/library/busybox:latest", "busybox:latest"));
 }
 
 static void test_invalid(void)
