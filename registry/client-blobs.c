@@ -823,9 +823,7 @@ int ossb_repo_push_blobs(struct ossb_repo *repo, struct ossb_store *store, const
         pthread_mutex_unlock(&repo->r->lock);
         free(tasks);
         free(pt);
-        if (k < 0) {
-                ossb_error_wrap(err, "pushing blobs to %s", repo->name);
+        if (k < 0)
                 ossb_error_set_exit(err, k == -EINTR ? OSSB_EXIT_INTERNAL : OSSB_EXIT_REGISTRY);
-        }
         return k;
 }

@@ -517,7 +517,8 @@ static void finish(struct ossb_http_xfer *x, CURLcode result)
                 if (result == CURLE_OK)
                         log_debug("http: < %s %ld for %s %s", x->version, x->status, x->method, u ? u : "?");
                 else
-                        log_debug("http: < failed %s %s: %s", x->method, u ? u : "?", ossb_http_xfer_error(x));
+                        log_debug("http: < failed %s %s: %s (curl %d)", x->method, u ? u : "?", ossb_http_xfer_error(x),
+                                  (int) result);
         }
 }
 
@@ -606,7 +607,7 @@ bool ossb_http_xfer_done(const struct ossb_http_xfer *x)
  * certificate after the handshake): a TLS failure, not a broken connection to retry. */
 static bool tls_alert(const struct ossb_http_xfer *x)
 {
-        if ((x->result != CURLE_RECV_ERROR && x->result != CURLE_SEND_ERROR) || x->status != 0)
+        if (x->result == CURLE_OK || x->status != 0)
                 return false;
         const char *p = strstr(x->errbuf, "GnuTLS");
         p = p ? strstr(p, "(-") : NULL;

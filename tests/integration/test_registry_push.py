@@ -160,11 +160,13 @@ def test_cross_repository_mount(ossb, seeded, reg, context):
 
 
 def test_existing_blobs_not_uploaded_again(ossb, reg, context):
+    # a reproducible build (SOURCE_DATE_EPOCH): the second build makes the same blobs
     ctx = app_context(context, reg)
-    r = build_push(ossb, ctx, reg.ref("app-again:1"))
+    sde = {"SOURCE_DATE_EPOCH": "1700000000"}
+    r = build_push(ossb, ctx, reg.ref("app-again:1"), env=sde)
     assert r.returncode == 0, str(r)
     mark = reg.mark()
-    r2 = build_push(ossb, ctx, reg.ref("app-again:2"))
+    r2 = build_push(ossb, ctx, reg.ref("app-again:2"), env=sde)
     assert r2.returncode == 0, str(r2)
     assert reg.requests("POST", r"/blobs/uploads/", since=mark) == [], "blobs the registry has were uploaded again"
     assert reg.requests("HEAD", r"^/v2/app-again/blobs/", since=mark), "no HEAD check of the blobs"

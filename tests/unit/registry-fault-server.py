@@ -37,6 +37,7 @@ import base64
 import http.client
 import http.server
 import json
+import os
 import re
 import secrets
 import socket
@@ -336,7 +337,6 @@ def main():
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as f:
             f.write("%d\n" % srv.server_address[1])
-        import os
         os.rename(args.port_file + ".tmp", args.port_file)
     srv.serve_forever()
 
