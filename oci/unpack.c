@@ -627,6 +627,10 @@ static int copy_data(struct unpacker *u, int fd, const char *path, int64_t size,
                 int r = archive_read_data_block(u->a, &buf, &len, &off);
                 if (r == ARCHIVE_EOF)
                         break;
+                if (r < ARCHIVE_WARN && !u->s.failed && u->s.in_eof)
+                        return ossb_error_set(err, -EBADMSG, "the layer is damaged: its tar stream ends inside the "
+                                                             "data of `%s` (%s)", path,
+                                              archive_error_string(u->a) ? archive_error_string(u->a) : "truncated");
                 if (r < ARCHIVE_WARN)
                         return archive_fail(u, "cannot read file data", err);
                 r = write_all_at(fd, buf, len, off);

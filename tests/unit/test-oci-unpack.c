@@ -732,13 +732,19 @@ static void test_corrupt(void)
                 { "c.gz", 0, 5000, "corrupt gzip" },
                 { "c.zst", 0, -1, "truncated zstd" },
                 { "c.zst", 0, 5000, "corrupt zstd" },
-                { "c.tar", 3000, -1, NULL },
+                { "c.tar", 3000, -1, "ends inside the data of `big`" },
                 { "c.tar", 10240, 0, NULL },
+                /* a complete gzip stream of a tar cut inside a file (the bench's umoci layers) */
+                { "cut-tar.gz", 0, -1, "the layer is damaged: its tar stream ends inside the data of `big`" },
         };
         cases[0].keep = gz_len / 2;
         cases[1].keep = gz_len;
         cases[2].keep = zst_len / 2;
         cases[3].keep = zst_len;
+        close(write_blob(tar.buf, 3000, OSSB_COMPRESSION_GZIP, "cut-tar.gz"));
+        _cleanup_free_ char *cutgz = sub("cut-tar.gz");
+        ASSERT(stat(cutgz, &st) == 0);
+        cases[6].keep = (size_t) st.st_size;
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_error_ struct ossb_error *e = NULL;
                 int fd = truncated(cases[i].src, "cut", cases[i].keep, cases[i].flip);
