@@ -41,6 +41,9 @@ static const char build_usage[] =
         "                                 type=registry[,name=NAME]   push (to NAME, default the -t names)\n"
         "                                 PATH                        like type=oci,dest=PATH\n"
         "      --push                   Push the image to every -t name (like --output type=registry)\n"
+        "      --snapshotter NAME       Where RUN steps run: auto (default: overlay where it can mount,\n"
+        "                               else native), overlay (kernel overlayfs) or native (copies)\n"
+        "      --network MODE           Network of RUN steps: host (default) or none (loopback only)\n"
         "      --platform OS/ARCH[/V]   Target platform (default: the host's)\n"
         "      --progress MODE          auto (default), plain, tty, json or quiet\n"
         "      --log-format FORMAT      text (default) or json\n"
@@ -84,6 +87,8 @@ enum {
         OPT_LEVEL,
         OPT_CACHE_DIR,
         OPT_PUSH,
+        OPT_SNAPSHOTTER,
+        OPT_NETWORK,
 };
 
 struct build_cli {
@@ -190,6 +195,8 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 { "compression-level", required_argument, NULL, OPT_LEVEL },
                 { "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
                 { "push", no_argument, NULL, OPT_PUSH },
+                { "snapshotter", required_argument, NULL, OPT_SNAPSHOTTER },
+                { "network", required_argument, NULL, OPT_NETWORK },
                 { "help", no_argument, NULL, 'h' },
                 OSSB_CLI_REGISTRY_LONGOPTS,
                 {},
@@ -208,6 +215,15 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 switch (opt) {
                 case OPT_PUSH:
                         c->opts.push = true;
+                        break;
+                case OPT_SNAPSHOTTER:
+                        if (ossb_snapshot_backend_parse(optarg, &c->opts.snapshotter) < 0)
+                                return ossb_cli_usage_error("build ", "invalid --snapshotter `%s` (auto, overlay, native)", optarg);
+                        break;
+                case OPT_NETWORK:
+                        if (!streq(optarg, "host") && !streq(optarg, "none") && !streq(optarg, "default"))
+                                return ossb_cli_usage_error("build ", "invalid --network `%s` (host, none)", optarg);
+                        c->opts.network_none = streq(optarg, "none");
                         break;
                 case 'f':
                         c->file = optarg;

@@ -71,6 +71,7 @@ struct build {
         struct ossb_transfer_display display;
         struct image_source *images;
         size_t n_images;
+        enum ossb_snapshot_backend snapshotter; /* opts->snapshotter, AUTO resolved at the first RUN */
 };
 
 /* dispatch.c */
@@ -82,6 +83,18 @@ int ossb_expand(const struct build *b, char *const *env, const char *word, char 
 struct stage_state *ossb_find_stage(struct build *b, const char *name);
 /* "<file>:<line>" context for errors about an instruction. */
 int ossb_wrap_inst(const struct build *b, const struct ossb_df_inst *inst, struct ossb_error **err);
+
+/* dispatch.c, shared with run.c */
+void ossb_build_layer_opts(const struct build *b, struct ossb_layer_opts *ret);
+/* Append a layer (in the store) with its DiffID and a history entry to the stage's image. */
+int ossb_stage_add_layer(struct build *b, struct stage_state *s, const char *digest, int64_t size, const char *diff_id,
+                         const char *created_by, struct ossb_error **err);
+int ossb_stage_history(struct build *b, struct stage_state *s, const char *created_by, bool empty);
+/* exec form: the items; shell form: the stage's SHELL (default /bin/sh -c) + [command]. */
+int ossb_command_argv(struct stage_state *s, const struct ossb_df_command *c, char ***ret);
+
+/* run.c: RUN in a sandbox on a snapshot of the stage root. */
+int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, struct ossb_error **err);
 
 /* baseimage.c */
 /* Pull FROM <image> for stage s into the directory `dir` (its root): layers unpacked, config,

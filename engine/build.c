@@ -806,7 +806,7 @@ static int select_target(struct build *b, struct stage_state **ret, struct ossb_
 
 int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret, struct ossb_error **err)
 {
-        struct build b = { .opts = opts, .progress = { .mode = opts->progress } };
+        struct build b = { .opts = opts, .progress = { .mode = opts->progress }, .snapshotter = opts->snapshotter };
         struct stage_state *target = NULL;
         struct tags tags = { 0 };
         int r;

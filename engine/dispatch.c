@@ -61,6 +61,11 @@ static int history(struct build *b, struct stage_state *s, const char *created_b
         return ossb_config_add_history(s->img, b->created, created_by, empty);
 }
 
+int ossb_stage_history(struct build *b, struct stage_state *s, const char *created_by, bool empty)
+{
+        return history(b, s, created_by, empty);
+}
+
 static int oom(struct ossb_error **err)
 {
         return ossb_error_set(err, -ENOMEM, "out of memory");
@@ -187,7 +192,7 @@ static int default_shell(struct stage_state *s, char ***ret)
 }
 
 /* exec form: the items; shell form: SHELL + [command] */
-static int command_argv(struct stage_state *s, const struct ossb_df_command *c, char ***ret)
+int ossb_command_argv(struct stage_state *s, const struct ossb_df_command *c, char ***ret)
 {
         if (c->json) {
                 *ret = c->argv ? ossb_strv_copy(c->argv) : ossb_strv_new_empty();
@@ -248,7 +253,7 @@ static int do_cmd_entrypoint(struct build *b, struct stage_state *s, const struc
         bool entry = inst->kind == OSSB_DF_ENTRYPOINT;
         _cleanup_strv_free_ char **argv = NULL;
         _cleanup_strbuf_ struct ossb_strbuf msg = OSSB_STRBUF_INIT;
-        if (command_argv(s, &inst->command, &argv) < 0)
+        if (ossb_command_argv(s, &inst->command, &argv) < 0)
                 return oom(err);
         if (ossb_config_set_strv(s->img, entry ? "Entrypoint" : "Cmd", argv) < 0)
                 return oom(err);
@@ -642,19 +647,31 @@ static int do_maintainer(struct build *b, struct stage_state *s, const struct os
 
 /* --- layers ------------------------------------------------------------------------------ */
 
-static int commit_layer(struct build *b, struct stage_state *s, struct ossb_changes *c, const char *created_by,
-                        struct ossb_error **err)
+void ossb_build_layer_opts(const struct build *b, struct ossb_layer_opts *ret)
 {
-        struct ossb_layer_opts lo = {
+        *ret = (struct ossb_layer_opts) {
                 .compression = b->opts->compression,
                 .level = b->opts->compression_level,
                 .source_date_epoch = b->opts->source_date_epoch,
         };
+}
+
+static int commit_layer(struct build *b, struct stage_state *s, struct ossb_changes *c, const char *created_by,
+                        struct ossb_error **err)
+{
+        struct ossb_layer_opts lo;
         char digest[OSSB_DIGEST_STR_LEN + 1], diff_id[OSSB_DIGEST_STR_LEN + 1];
         int64_t size = 0;
+        ossb_build_layer_opts(b, &lo);
         int r = ossb_tree_write_layer(&s->root, c, b->store, &lo, digest, &size, diff_id, err);
         if (r < 0)
                 return r;
+        return ossb_stage_add_layer(b, s, digest, size, diff_id, created_by, err);
+}
+
+int ossb_stage_add_layer(struct build *b, struct stage_state *s, const char *digest, int64_t size, const char *diff_id,
+                         const char *created_by, struct ossb_error **err)
+{
         struct ossb_descriptor *n = realloc(s->layers, (s->n_layers + 1) * sizeof(*n));
         if (!n)
                 return oom(err);
@@ -663,7 +680,7 @@ static int commit_layer(struct build *b, struct stage_state *s, struct ossb_chan
         n[s->n_layers].media_type = strdup(ossb_compression_media_type(b->opts->compression));
         if (!n[s->n_layers].media_type)
                 return oom(err);
-        memcpy(n[s->n_layers].digest, digest, sizeof(digest));
+        memcpy(n[s->n_layers].digest, digest, OSSB_DIGEST_STR_LEN + 1);
         s->n_layers++;
         if (ossb_config_add_diff_id(s->img, diff_id) < 0 || history(b, s, created_by, false) < 0)
                 return oom(err);
@@ -1049,9 +1066,7 @@ int ossb_dispatch(struct build *b, struct stage_state *s, const struct ossb_df_i
         case OSSB_DF_ADD:
                 return do_copy(b, s, inst, err);
         case OSSB_DF_RUN:
-                return ossb_error_setx(err, OSSB_EXIT_INTERNAL, -ENOTSUP,
-                                       "RUN is not supported by this version of ossb yet (the sandboxed executor is "
-                                       "being built); this Dockerfile needs it");
+                return ossb_run_step(b, s, inst, err);
         case OSSB_DF_FROM:
                 break;
         }

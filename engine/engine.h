@@ -15,6 +15,7 @@
 #include "common/sha256.h"
 #include "oci/layer.h"
 #include "registry/regconf.h"
+#include "snapshotter/snapshotter.h"
 
 enum ossb_output_type {
         OSSB_OUTPUT_OCI = 0,    /* OCI image layout (dir, or tar) */
@@ -67,6 +68,8 @@ struct ossb_build_opts {
                                              * when the build pulls or pushes; NULL: defaults) */
         const char *registry_auth_file;     /* --registry-auth-file or NULL */
         bool push;                          /* --push: push every -t tag */
+        enum ossb_snapshot_backend snapshotter; /* --snapshotter (RUN steps) */
+        bool network_none;                  /* --network=none: RUN steps get only loopback */
 };
 
 struct ossb_build_result {

@@ -9,7 +9,8 @@ libossb_engine_la_SOURCES += \
 	engine/copy.c engine/copy.h \
 	engine/extract.c engine/extract.h \
 	engine/rootfs.c engine/rootfs.h \
-	engine/baseimage.c
+	engine/baseimage.c \
+	engine/run.c
 
 check_PROGRAMS += tests/unit/test-engine-imageconfig
 TESTS += tests/unit/test-engine-imageconfig

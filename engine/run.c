@@ -1,0 +1,339 @@
+/* engine/run.c - RUN: the command line, environment and user of the step, a snapshot of the
+ * stage root (snapshotter/), the sandbox (engine/exec/), then the snapshot's diff as the
+ * step's layer and its changes committed into the stage root for the next steps. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "engine/build-internal.h"
+#include "engine/copy.h"
+#include "engine/exec/exec.h"
+#include "snapshotter/snapshotter.h"
+
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+static int oom(struct ossb_error **err)
+{
+        return ossb_error_set(err, -ENOMEM, "out of memory");
+}
+
+/* What this version refuses, clearly, instead of running something else. */
+static int check_flags(struct build *b, const struct ossb_df_inst *inst, bool *ret_none, struct ossb_error **err)
+{
+        *ret_none = b->opts->network_none;
+        if (inst->run_mounts && inst->run_mounts[0])
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP,
+                                       "RUN --mount=%s: mounts are not supported by this version of ossb yet",
+                                       inst->run_mounts[0]);
+        if (inst->run_security && !streq(inst->run_security, "sandbox"))
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP, "RUN --security=%s is not supported",
+                                       inst->run_security);
+        if (inst->run_devices && inst->run_devices[0])
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP, "RUN --device is not supported");
+        if (inst->run_network) {
+                if (streq(inst->run_network, "none"))
+                        *ret_none = true;
+                else if (streq(inst->run_network, "host") || streq(inst->run_network, "default"))
+                        *ret_none = b->opts->network_none && streq(inst->run_network, "default");
+                else
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL,
+                                               "RUN --network=%s: expected default, none or host", inst->run_network);
+        }
+        return 0;
+}
+
+/* The command: exec form as written; shell form through SHELL; a RUN whose command is one
+ * heredoc runs the heredoc's text with the shell (as BuildKit does). */
+static int run_argv(struct stage_state *s, const struct ossb_df_inst *inst, char ***ret, struct ossb_error **err)
+{
+        const struct ossb_df_instruction *node = inst->node;
+        if (!inst->command.json && node && node->n_heredocs > 0) {
+                struct ossb_df_heredoc h = { 0 };
+                _cleanup_free_ char *cmd = strdup(inst->command.argv && inst->command.argv[0] ? inst->command.argv[0] : "");
+                if (!cmd)
+                        return oom(err);
+                /* the command line is the heredoc word alone (spaces around it allowed) */
+                char *word = cmd + strspn(cmd, " \t");
+                word[strcspn(word, " \t\n")] = '\0';
+                int r = ossb_df_heredoc_parse_word(word, &h, NULL);
+                bool only = r > 0 && node->n_heredocs == 1 && h.fd == 0;
+                ossb_df_heredoc_clear(&h);
+                if (!only)
+                        return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP,
+                                               "RUN with heredocs other than one `RUN <<EOF` script is not supported yet");
+                const struct ossb_df_heredoc *doc = &node->heredocs[0];
+                _cleanup_free_ char *text = NULL;
+                if (doc->chomp ? ossb_df_heredoc_chomp(doc->content, &text) < 0 : !(text = strdup(doc->content)))
+                        return oom(err);
+                struct ossb_df_command c = { .json = false };
+                char *argv1[2] = { text, NULL };
+                c.argv = argv1;
+                if (ossb_command_argv(s, &c, ret) < 0)
+                        return oom(err);
+                return 0;
+        }
+        if (ossb_command_argv(s, &inst->command, ret) < 0)
+                return oom(err);
+        if (!(*ret)[0])
+                return ossb_error_setx(err, OSSB_EXIT_USAGE, -EINVAL, "RUN needs a command");
+        return 0;
+}
+
+/* The environment: the stage's ARGs and the config's Env (Env wins), PATH when missing. */
+static int run_env(struct stage_state *s, char ***ret, struct ossb_error **err)
+{
+        char **env = ossb_stage_env(s);
+        if (!env)
+                return oom(err);
+        /* the last assignment of a name wins: drop earlier ones */
+        _cleanup_strv_free_ char **out = ossb_strv_new_empty();
+        bool have_path = false;
+        for (size_t i = 0; out && env[i]; i++) {
+                size_t n = strcspn(env[i], "=");
+                bool later = false;
+                for (size_t k = i + 1; env[k] && !later; k++)
+                        later = strncmp(env[k], env[i], n) == 0 && env[k][n] == '=';
+                have_path |= strncmp(env[i], "PATH=", 5) == 0;
+                if (!later && ossb_strv_push(&out, env[i]) < 0) {
+                        ossb_strv_free(env);
+                        return oom(err);
+                }
+        }
+        ossb_strv_free(env);
+        if (!out || (!have_path && ossb_strv_push(&out, DEFAULT_PATH) < 0))
+                return oom(err);
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+/* Supplementary groups of `user` from the root's /etc/group (names or the uid). */
+static int run_groups(const struct ossb_tree *root, const char *user, gid_t primary, gid_t **ret, size_t *ret_n)
+{
+        _cleanup_free_ char *path = ossb_tree_abs(root, "etc/group"), *data = NULL;
+        size_t len = 0, n = 0;
+        gid_t *g = NULL;
+        *ret = NULL;
+        *ret_n = 0;
+        if (!path)
+                return -ENOMEM;
+        if (!user || !*user || ossb_read_file(path, 4u << 20, &data, &len, NULL) < 0)
+                return 0;
+        _cleanup_free_ char *name = strndup(user, strcspn(user, ":"));
+        if (!name)
+                return -ENOMEM;
+        for (char *line = data, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = '\0';
+                /* name:x:gid:member,member */
+                char *f[4] = { 0 };
+                char *p = line;
+                for (int i = 0; i < 4 && p; i++) {
+                        f[i] = p;
+                        p = strchr(p, ':');
+                        if (p)
+                                *p++ = '\0';
+                }
+                if (!f[3] || !f[2] || !*f[2])
+                        continue;
+                char *end = NULL;
+                unsigned long gid = strtoul(f[2], &end, 10);
+                if (*end || (gid_t) gid == primary)
+                        continue;
+                for (char *m = f[3], *mn; m && *m; m = mn) {
+                        mn = strchr(m, ',');
+                        if (mn)
+                                *mn++ = '\0';
+                        if (!streq(m, name))
+                                continue;
+                        gid_t *ng = realloc(g, (n + 1) * sizeof(*ng));
+                        if (!ng) {
+                                free(g);
+                                return -ENOMEM;
+                        }
+                        g = ng;
+                        g[n++] = (gid_t) gid;
+                        break;
+                }
+        }
+        *ret = g;
+        *ret_n = n;
+        return 0;
+}
+
+/* BuildKit's history text: "RUN |2 A=1 B=2 /bin/sh -c cmd # buildkit" (the build args the
+ * step sees that ENV does not override). */
+static char *run_history(struct stage_state *s, char *const *argv)
+{
+        _cleanup_strv_free_ char **cfg_env = NULL, **used = NULL;
+        _cleanup_strbuf_ struct ossb_strbuf sb = OSSB_STRBUF_INIT;
+        if (ossb_config_get_strv(s->img, "Env", &cfg_env) < 0)
+                return NULL;
+        for (size_t i = 0; s->args && s->args[i]; i++)
+                if (!ossb_strv_contains(cfg_env, s->args[i]) && ossb_strv_push(&used, s->args[i]) < 0)
+                        return NULL;
+        if (ossb_strbuf_append(&sb, "RUN") < 0)
+                return NULL;
+        size_t n = ossb_strv_length(used);
+        if (n && ossb_strbuf_appendf(&sb, " |%zu", n) < 0)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (ossb_strbuf_appendf(&sb, " %s", used[i]) < 0)
+                        return NULL;
+        for (size_t i = 0; argv[i]; i++)
+                if (ossb_strbuf_appendf(&sb, " %s", argv[i]) < 0)
+                        return NULL;
+        if (ossb_strbuf_append(&sb, " # buildkit") < 0)
+                return NULL;
+        return ossb_strbuf_steal(&sb);
+}
+
+struct run_out {
+        struct build *b;
+        int id;
+};
+
+static void on_output(void *userdata, bool is_stderr, const char *line, size_t len)
+{
+        struct run_out *o = userdata;
+        (void) is_stderr;
+        ossb_progress_note(o->b, o->id, "%.*s", (int) len, line);
+}
+
+/* Build the sandbox spec's user part from the config's USER. */
+static int run_user(struct stage_state *s, uid_t *uid, gid_t *gid, gid_t **groups, size_t *n_groups,
+                    struct ossb_error **err)
+{
+        const char *user = ossb_config_get_str(s->img, "User");
+        *uid = 0;
+        *gid = 0;
+        if (user && *user) {
+                int r = ossb_chown_parse(&s->root, user, uid, gid, err);
+                if (r < 0)
+                        return ossb_error_wrap(err, "USER %s", user);
+        }
+        return run_groups(&s->root, user, *gid, groups, n_groups) < 0 ? oom(err) : 0;
+}
+
+struct run_job {
+        char **argv;
+        char **env;
+        gid_t *groups;
+        size_t n_groups;
+        uid_t uid;
+        gid_t gid;
+        bool net_none;
+        char *scratch;
+        struct ossb_snapshot *snap;
+        struct ossb_exec_result res;
+};
+
+static void run_job_clear(struct run_job *j)
+{
+        ossb_strv_free(j->argv);
+        ossb_strv_free(j->env);
+        free(j->groups);
+        ossb_snapshot_free(j->snap);
+        free(j->scratch);
+        ossb_exec_result_clear(&j->res);
+}
+
+static int run_failed(const struct run_job *j, struct ossb_error **err)
+{
+        _cleanup_free_ char *cmd = ossb_strv_join(j->argv, " ");
+        return ossb_error_setx(err, OSSB_EXIT_BUILD, -ECHILD, "RUN %s %s %d%s%s", cmd ? cmd : "",
+                               j->res.signaled ? "was killed by signal" : "exited with code",
+                               j->res.signaled ? j->res.exit_code - 128 : j->res.exit_code,
+                               j->res.tail && *j->res.tail ? "; its last output:\n" : "",
+                               j->res.tail ? j->res.tail : "");
+}
+
+static int run_sandbox(struct build *b, struct stage_state *s, struct run_job *j, struct ossb_error **err)
+{
+        static int counter;
+        const char *reason = NULL;
+        /* scratch beside the stage roots (same file system: the overlay commit renames) */
+        if (asprintf(&j->scratch, "%s/run-%d", b->workdir, ++counter) < 0)
+                return oom(err);
+        if (ossb_mkdir_p(j->scratch, 0700) < 0)
+                return ossb_error_set(err, -errno, "cannot create `%s`: %m", j->scratch);
+        if (b->snapshotter == OSSB_SNAPSHOT_AUTO) { /* probed once per build */
+                b->snapshotter = ossb_snapshot_backend_auto(j->scratch, &reason);
+                log_info("snapshotter: %s (%s)", ossb_snapshot_backend_name(b->snapshotter), reason ? reason : "");
+        }
+        int r = ossb_snapshot_new(b->snapshotter, s->root.path, j->scratch, ossb_snapshot_in_userns(), &j->snap, err);
+        if (r < 0)
+                return r;
+        struct run_out out = { .b = b, .id = b->progress.next_id };
+        const char *cwd = ossb_config_get_str(s->img, "WorkingDir");
+        struct ossb_exec_spec spec = {
+                .rootfs = ossb_snapshot_path(j->snap),
+                .argv = j->argv,
+                .env = j->env,
+                .cwd = cwd && *cwd ? cwd : "/",
+                .uid = j->uid,
+                .gid = j->gid,
+                .groups = j->groups,
+                .n_groups = j->n_groups,
+                .network = j->net_none ? OSSB_NET_NONE : OSSB_NET_HOST,
+                .tmpdir = j->scratch,
+                .output = on_output,
+                .output_userdata = &out,
+        };
+        r = ossb_exec_run(&spec, &j->res, err);
+        if (r < 0)
+                return r;
+        if (j->res.exit_code != 0)
+                return run_failed(j, err);
+        for (size_t i = 0; j->res.created_mountpoints && j->res.created_mountpoints[i]; i++) {
+                r = ossb_snapshot_exclude(j->snap, j->res.created_mountpoints[i], err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int run_commit(struct build *b, struct stage_state *s, struct run_job *j, struct ossb_error **err)
+{
+        struct ossb_layer_opts lo;
+        char digest[OSSB_DIGEST_STR_LEN + 1] = "", diff_id[OSSB_DIGEST_STR_LEN + 1] = "";
+        int64_t size = 0;
+        bool empty = false;
+        _cleanup_free_ char *created_by = run_history(s, j->argv);
+        if (!created_by)
+                return oom(err);
+        ossb_build_layer_opts(b, &lo);
+        int r = ossb_snapshot_diff(j->snap, b->store, &lo, &empty, digest, &size, diff_id, err);
+        if (r >= 0)
+                r = ossb_snapshot_commit(j->snap, err);
+        if (r < 0)
+                return r;
+        if (empty)
+                return ossb_stage_history(b, s, created_by, true) < 0 ? oom(err) : 0;
+        return ossb_stage_add_layer(b, s, digest, size, diff_id, created_by, err);
+}
+
+int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, struct ossb_error **err)
+{
+        struct run_job j = { 0 };
+        int r = check_flags(b, inst, &j.net_none, err);
+        if (r >= 0)
+                r = run_argv(s, inst, &j.argv, err);
+        if (r >= 0)
+                r = run_env(s, &j.env, err);
+        if (r >= 0)
+                r = run_user(s, &j.uid, &j.gid, &j.groups, &j.n_groups, err);
+        if (r >= 0)
+                r = run_sandbox(b, s, &j, err);
+        if (r >= 0)
+                r = run_commit(b, s, &j, err);
+        run_job_clear(&j);
+        return r;
+}

@@ -1,0 +1,163 @@
+/* snapshotter/overlay.c - the kernel overlayfs backend: the mount (options, escaping,
+ * unmount) and its vtable.  The upper-dir walk is in upper.c, the commit in commit.c.
+ *
+ * Mount options: lowerdir = the stage root, upperdir and workdir in the scratch dir;
+ * index=off (no inode index: hard links of lower files copied up are not kept in sync, as in
+ * Docker), metacopy=off (a chmod copies the whole file up, so the upper holds its data),
+ * redirect_dir=nofollow (a renamed lower directory is never an xattr redirect the diff could
+ * not express: rename(2) gets EXDEV and `mv` copies, as Docker's overlay2 relies on; "off"
+ * may mean "follow" and conflicts with userxattr), volatile (no fsync on the upper: it is
+ * thrown away or moved after the step; retried without it on kernels before 5.10), and
+ * userxattr inside a user namespace. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "snapshotter/snapshotter-internal.h"
+
+/* The kernel reads at most a page of mount data. */
+#define MOUNT_DATA_MAX 4095
+
+static int append_escaped(struct ossb_strbuf *sb, const char *path)
+{
+        for (const char *c = path; *c; c++) {
+                if ((*c == ',' || *c == ':' || *c == '\\') && ossb_strbuf_append_c(sb, '\\') < 0)
+                        return -ENOMEM;
+                if (ossb_strbuf_append_c(sb, *c) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int build_options(const char *lower, const char *upper, const char *work, bool userxattr, bool volatile_,
+                         char **ret)
+{
+        _cleanup_strbuf_ struct ossb_strbuf sb = OSSB_STRBUF_INIT;
+        if (ossb_strbuf_append(&sb, "lowerdir=") < 0 || append_escaped(&sb, lower) < 0 ||
+            ossb_strbuf_append(&sb, ",upperdir=") < 0 || append_escaped(&sb, upper) < 0 ||
+            ossb_strbuf_append(&sb, ",workdir=") < 0 || append_escaped(&sb, work) < 0 ||
+            ossb_strbuf_append(&sb, ",index=off,metacopy=off,redirect_dir=nofollow") < 0 ||
+            (userxattr && ossb_strbuf_append(&sb, ",userxattr") < 0) ||
+            (volatile_ && ossb_strbuf_append(&sb, ",volatile") < 0))
+                return -ENOMEM;
+        if (sb.len > MOUNT_DATA_MAX)
+                return -ENAMETOOLONG;
+        *ret = ossb_strbuf_steal(&sb);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int snap_overlay_mount(const char *lower, const char *upper, const char *work, const char *target, bool userxattr,
+                       struct ossb_error **err)
+{
+        int r = 0;
+        for (int volatile_ = 1; volatile_ >= 0; volatile_--) {
+                _cleanup_free_ char *opts = NULL;
+                r = build_options(lower, upper, work, userxattr, volatile_, &opts);
+                if (r == -ENAMETOOLONG)
+                        return ossb_error_set(err, r,
+                                              "overlay: the mount options for `%s` exceed a page; use shorter "
+                                              "paths for the root and scratch directories", lower);
+                if (r < 0)
+                        return ossb_error_set(err, r, "out of memory");
+                if (mount("overlay", target, "overlay", 0, opts) == 0) {
+                        log_debug("overlay: mounted %s (%s)", target, opts);
+                        return 0;
+                }
+                r = -errno;
+                if (r != -EINVAL)
+                        break;
+        }
+        return ossb_error_set(err, r, "overlay: cannot mount an overlay of `%s` at `%s`: %s", lower, target,
+                              strerror(-r));
+}
+
+int snap_overlay_umount(const char *target, struct ossb_error **err)
+{
+        if (umount2(target, 0) == 0)
+                return 0;
+        int r = -errno;
+        if (r == -EINVAL || r == -ENOENT)
+                return 0; /* not mounted */
+        if (umount2(target, MNT_DETACH) == 0) {
+                log_debug("overlay: %s was busy; detached", target);
+                return 0;
+        }
+        r = -errno;
+        return ossb_error_set(err, r, "overlay: cannot unmount `%s`: %s", target, strerror(-r));
+}
+
+/* Make the upper root look like the lower root: overlay shows its attributes as "/". */
+static int copy_root_attrs(const char *root, const char *upper, struct ossb_error **err)
+{
+        struct stat st;
+        if (lstat(root, &st) < 0)
+                return ossb_error_set(err, -errno, "cannot stat `%s`: %m", root);
+        if (lchown(upper, st.st_uid, st.st_gid) < 0 && errno != EPERM)
+                return ossb_error_set(err, -errno, "cannot chown `%s`: %m", upper);
+        if (chmod(upper, st.st_mode & 07777) < 0)
+                return ossb_error_set(err, -errno, "cannot chmod `%s`: %m", upper);
+        struct timespec ts[2] = { st.st_atim, st.st_mtim };
+        if (utimensat(AT_FDCWD, upper, ts, AT_SYMLINK_NOFOLLOW) < 0)
+                return ossb_error_set(err, -errno, "cannot set the times of `%s`: %m", upper);
+        return 0;
+}
+
+static int overlay_prepare(struct ossb_snapshot *s, struct ossb_error **err)
+{
+        _cleanup_free_ char *merged = ossb_path_join(s->scratch, "merged");
+        s->upper = ossb_path_join(s->scratch, "upper");
+        s->work = ossb_path_join(s->scratch, "work");
+        if (!merged || !s->upper || !s->work)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        if (mkdir(s->upper, 0755) < 0 || mkdir(s->work, 0700) < 0 || mkdir(merged, 0755) < 0)
+                return ossb_error_set(err, -errno, "cannot create the overlay directories in `%s`: %m", s->scratch);
+        int r = copy_root_attrs(s->root, s->upper, err);
+        if (r < 0)
+                return r;
+        r = snap_overlay_mount(s->root, s->upper, s->work, merged, s->userxattr, err);
+        if (r < 0)
+                return r;
+        s->mounted = true;
+        s->view = TAKE_PTR(merged);
+        return 0;
+}
+
+static int overlay_unmount(struct ossb_snapshot *s, struct ossb_error **err)
+{
+        if (!s->mounted)
+                return 0;
+        int r = snap_overlay_umount(s->view, err);
+        if (r < 0)
+                return r;
+        s->mounted = false;
+        return 0;
+}
+
+static int overlay_changes(struct ossb_snapshot *s, struct snap_sink *sink, struct ossb_error **err)
+{
+        return snap_upper_walk(s, sink, err);
+}
+
+static void overlay_release(struct ossb_snapshot *s)
+{
+        if (s->mounted && snap_overlay_umount(s->view, NULL) == 0)
+                s->mounted = false;
+}
+
+const struct snap_backend_ops snap_overlay_ops = {
+        .prepare = overlay_prepare,
+        .unmount = overlay_unmount,
+        .changes = overlay_changes,
+        .commit = snap_overlay_commit,
+        .release = overlay_release,
+};
