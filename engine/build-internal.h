@@ -22,6 +22,7 @@
 struct stage_state {
         const struct ossb_df_stage *stage;
         bool needed;
+        bool exported;                /* its layers end up in the output: the target and its FROM chain */
         bool visiting;
         bool done;
         char *base_image;             /* FROM, expanded */

@@ -832,6 +832,9 @@ int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret
         r = select_target(&b, &target, err);
         if (r >= 0)
                 r = need_stage(&b, target, err);
+        /* only these stages' layers are written; other stages just provide files */
+        for (struct stage_state *e = r >= 0 ? target : NULL; e; e = e->base)
+                e->exported = true;
         if (r >= 0)
                 r = run_needed(&b, target, err);
         if (r >= 0)

@@ -662,6 +662,8 @@ static int commit_layer(struct build *b, struct stage_state *s, struct ossb_chan
         struct ossb_layer_opts lo;
         char digest[OSSB_DIGEST_STR_LEN + 1], diff_id[OSSB_DIGEST_STR_LEN + 1];
         int64_t size = 0;
+        if (!s->exported) /* a stage only copied from: its files matter, not its layers */
+                return history(b, s, created_by, false) < 0 ? oom(err) : 0;
         ossb_build_layer_opts(b, &lo);
         int r = ossb_tree_write_layer(&s->root, c, b->store, &lo, digest, &size, diff_id, err);
         if (r < 0)
