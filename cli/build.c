@@ -19,6 +19,7 @@
 #include "common/strbuf.h"
 #include "engine/dockerfile/parser.h"
 #include "engine/engine.h"
+#include "engine/run-mounts.h"
 #include "oci/image.h"
 
 static const char build_usage[] =
@@ -44,6 +45,13 @@ static const char build_usage[] =
         "      --snapshotter NAME       Where RUN steps run: auto (default: overlay where it can mount,\n"
         "                               else native), overlay (kernel overlayfs) or native (copies)\n"
         "      --network MODE           Network of RUN steps: host (default) or none (loopback only)\n"
+        "  -j, --jobs N                 Build up to N independent stages at once (default: the CPUs)\n"
+        "      --secret id=ID,src=FILE  A secret for RUN --mount=type=secret,id=ID (repeatable); also\n"
+        "      --secret id=ID,env=VAR   from an environment variable; never stored in the image\n"
+        "      --memory SIZE            Memory limit of each RUN step (bytes, or 512m, 2g, ...)\n"
+        "      --cpus N                 CPU limit of each RUN step (e.g. 1.5)\n"
+        "      --pids-limit N           Process limit of each RUN step (cgroup limits need a writable\n"
+        "                               cgroup v2 hierarchy with the controller, or v1 on hybrid hosts)\n"
         "      --platform OS/ARCH[/V]   Target platform (default: the host's)\n"
         "      --progress MODE          auto (default), plain, tty, json or quiet\n"
         "      --log-format FORMAT      text (default) or json\n"
@@ -88,7 +96,12 @@ enum {
         OPT_CACHE_DIR,
         OPT_PUSH,
         OPT_SNAPSHOTTER,
+        OPT_JOBS,
         OPT_NETWORK,
+        OPT_SECRET,
+        OPT_MEMORY,
+        OPT_CPUS,
+        OPT_PIDS_LIMIT,
 };
 
 struct build_cli {
@@ -96,6 +109,7 @@ struct build_cli {
         char **tags;
         char **build_args;
         char **labels;
+        char **secrets;
         struct ossb_output *outputs;
         size_t n_outputs;
         const char *file;
@@ -112,6 +126,7 @@ static void build_cli_free(struct build_cli *c)
         ossb_strv_free(c->tags);
         ossb_strv_free(c->build_args);
         ossb_strv_free(c->labels);
+        ossb_strv_free(c->secrets);
         for (size_t i = 0; i < c->n_outputs; i++)
                 ossb_output_clear(&c->outputs[i]);
         free(c->outputs);
@@ -149,6 +164,78 @@ static int add_output(struct build_cli *c, const char *spec)
         c->outputs = n;
         n[c->n_outputs++] = o;
         return 0;
+}
+
+/* --secret: checked now (as BuildKit's secrets provider does when the build starts); the
+ * content is read only when a RUN mounts it. */
+static int add_secret(struct build_cli *c, const char *spec)
+{
+        struct ossb_error *err = NULL;
+        struct ossb_secret_spec s;
+        if (ossb_secret_spec_parse(spec, &s, &err) < 0) {
+                ossb_error_wrap(&err, "--secret %s", spec);
+                ossb_error_set_exit(&err, OSSB_EXIT_USAGE);
+                return ossb_cli_fail(err);
+        }
+        struct stat st;
+        int r = 0;
+        if (s.file && stat(s.file, &st) < 0)
+                r = ossb_cli_usage_error("build ", "--secret %s: cannot read `%s`: %s", spec, s.file, strerror(errno));
+        else if (s.file && st.st_size > OSSB_SECRET_MAX_SIZE)
+                r = ossb_cli_usage_error("build ", "--secret %s: `%s` is too big (the limit is %d bytes)", spec, s.file,
+                                         OSSB_SECRET_MAX_SIZE);
+        else if (s.env && !secure_getenv(s.env))
+                log_warn("--secret id=%s: the environment variable %s is not set: the secret is empty", s.id, s.env);
+        ossb_secret_spec_clear(&s);
+        if (r)
+                return r;
+        return ossb_strv_push(&c->secrets, spec) < 0 ? OSSB_EXIT_INTERNAL : 0;
+}
+
+/* --cpus N[.NNN] -> thousandths of a CPU. */
+static int parse_cpus(const char *s, int64_t *ret)
+{
+        int64_t whole = 0, frac = 0;
+        int digits = 0;
+        const char *p = s;
+        for (; *p >= '0' && *p <= '9' && whole < 1000000; p++)
+                whole = whole * 10 + (*p - '0');
+        if (p == s && *p != '.')
+                return -EINVAL;
+        if (*p == '.')
+                for (p++; *p >= '0' && *p <= '9' && digits < 3; p++, digits++)
+                        frac = frac * 10 + (*p - '0');
+        if (*p)
+                return -EINVAL;
+        for (; digits < 3; digits++)
+                frac *= 10;
+        *ret = whole * 1000 + frac;
+        return *ret >= 10 ? 0 : -ERANGE;
+}
+
+static int parse_limit(struct build_cli *c, int opt, const char *v)
+{
+        char *end = NULL;
+        switch (opt) {
+        case OPT_MEMORY:
+                if (ossb_parse_ram_size(v, &c->opts.memory_limit) < 0)
+                        return ossb_cli_usage_error("build ", "invalid --memory `%s` (bytes, or a size like 512m or 2g)", v);
+                if (c->opts.memory_limit < 6 * 1024 * 1024)
+                        return ossb_cli_usage_error("build ", "--memory %s: the smallest limit is 6 MiB", v);
+                return 0;
+        case OPT_CPUS:
+                if (parse_cpus(v, &c->opts.cpu_millis) < 0)
+                        return ossb_cli_usage_error("build ", "invalid --cpus `%s` (a number of CPUs from 0.01, e.g. 1.5)", v);
+                return 0;
+        default:
+                errno = 0;
+                c->opts.pids_limit = strtoll(v, &end, 10);
+                if (!*v || *end || errno || c->opts.pids_limit < -1)
+                        return ossb_cli_usage_error("build ", "invalid --pids-limit `%s` (a number; 0 or -1: no limit)", v);
+                if (c->opts.pids_limit < 0)
+                        c->opts.pids_limit = 0;
+                return 0;
+        }
 }
 
 static int parse_epoch(const char *s, int64_t *ret)
@@ -196,7 +283,12 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 { "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
                 { "push", no_argument, NULL, OPT_PUSH },
                 { "snapshotter", required_argument, NULL, OPT_SNAPSHOTTER },
+                { "jobs", required_argument, NULL, 'j' },
                 { "network", required_argument, NULL, OPT_NETWORK },
+                { "secret", required_argument, NULL, OPT_SECRET },
+                { "memory", required_argument, NULL, OPT_MEMORY },
+                { "cpus", required_argument, NULL, OPT_CPUS },
+                { "pids-limit", required_argument, NULL, OPT_PIDS_LIMIT },
                 { "help", no_argument, NULL, 'h' },
                 OSSB_CLI_REGISTRY_LONGOPTS,
                 {},
@@ -206,7 +298,7 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
         optind = 1;
         opterr = 0;
         c->opts.compression_level = -1;
-        while ((opt = getopt_long(argc, argv, ":f:t:o:h", longopts, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, ":f:t:o:j:h", longopts, NULL)) != -1) {
                 r = ossb_cli_registry_option(&c->reg, opt, optarg);
                 if (r < 0)
                         return OSSB_EXIT_INTERNAL;
@@ -216,6 +308,14 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 case OPT_PUSH:
                         c->opts.push = true;
                         break;
+                case 'j': {
+                        char *end = NULL;
+                        long v = strtol(optarg, &end, 10);
+                        if (!*optarg || *end || v < 1 || v > 1024)
+                                return ossb_cli_usage_error("build ", "invalid --jobs `%s` (1 to 1024)", optarg);
+                        c->opts.jobs = (int) v;
+                        break;
+                }
                 case OPT_SNAPSHOTTER:
                         if (ossb_snapshot_backend_parse(optarg, &c->opts.snapshotter) < 0)
                                 return ossb_cli_usage_error("build ", "invalid --snapshotter `%s` (auto, overlay, native)", optarg);
@@ -224,6 +324,18 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                         if (!streq(optarg, "host") && !streq(optarg, "none") && !streq(optarg, "default"))
                                 return ossb_cli_usage_error("build ", "invalid --network `%s` (host, none)", optarg);
                         c->opts.network_none = streq(optarg, "none");
+                        break;
+                case OPT_SECRET:
+                        r = add_secret(c, optarg);
+                        if (r)
+                                return r;
+                        break;
+                case OPT_MEMORY:
+                case OPT_CPUS:
+                case OPT_PIDS_LIMIT:
+                        r = parse_limit(c, opt, optarg);
+                        if (r)
+                                return r;
                         break;
                 case 'f':
                         c->file = optarg;
@@ -388,6 +500,7 @@ int ossb_cmd_build(int argc, char **argv)
                 c.opts.tags = c.tags;
                 c.opts.build_args = c.build_args;
                 c.opts.labels = c.labels;
+                c.opts.secrets = c.secrets;
                 c.opts.outputs = c.outputs;
                 c.opts.n_outputs = c.n_outputs;
                 c.opts.cache_dir = c.cache_dir;

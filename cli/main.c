@@ -5,12 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "cli/cli.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/userns.h"
 
 static const char usage[] =
         "Usage: ossb [--log-level LEVEL] [--log-format text|json] COMMAND [OPTIONS]\n"
@@ -29,6 +31,13 @@ static const char usage[] =
         "  --log-level LEVEL        error, warn, info (default) or debug\n"
         "  --log-format FORMAT      text (default) or json (one JSON object per line on stderr)\n"
         "  -h, --help               Show this help\n"
+        "\n"
+        "Environment:\n"
+        "  OSSB_NO_USERNS=1         Run by a non-root user, build, pull and push normally enter a user\n"
+        "                           namespace in which ossb is root (ids mapped from /etc/subuid and\n"
+        "                           /etc/subgid through newuidmap/newgidmap, else only the caller's id);\n"
+        "                           this turns that off (for debugging: file owners are then not kept\n"
+        "                           and RUN fails)\n"
         "\n"
         "Exit codes:\n"
         "  0  success\n"
@@ -110,6 +119,29 @@ static int parse_globals(int *argc, char ***argv)
         return 0;
 }
 
+/* Rootless (common/userns.h): build, pull and push run as root of a user namespace of their
+ * own when started by another user, so that file owners are kept and RUN can mount.  Must run
+ * before any thread exists. */
+static int enter_userns(const char *cmd)
+{
+        if (!streq(cmd, "build") && !streq(cmd, "pull") && !streq(cmd, "push"))
+                return 0;
+        enum ossb_userns_mode mode;
+        _cleanup_free_ char *note = NULL;
+        struct ossb_error *err = NULL;
+        if (ossb_userns_enter(&mode, &note, &err) < 0)
+                return ossb_cli_fail(err);
+        const char *why = note ? note : "no reason given";
+        if (mode == OSSB_USERNS_SINGLE && streq(cmd, "build"))
+                log_warn("%s: files owned by other users are stored as root (single-id mapping)", why);
+        else if (mode == OSSB_USERNS_UNAVAILABLE && streq(cmd, "build"))
+                log_warn("cannot create a user namespace (%s): building as uid %u, file owners are not kept and "
+                         "RUN steps cannot run", why, (unsigned) geteuid());
+        else
+                log_debug("user namespace: %s%s%s", ossb_userns_mode_name(mode), note ? ": " : "", note ? note : "");
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         int r = parse_globals(&argc, &argv);
@@ -126,6 +158,8 @@ int main(int argc, char **argv)
         }
         if (streq(cmd, "--version"))
                 return ossb_cmd_version(argc - 1, argv + 1);
+        if ((r = enter_userns(cmd)) != 0)
+                return r;
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
                 log_error("cannot initialise libcurl");
                 return OSSB_EXIT_INTERNAL;

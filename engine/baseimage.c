@@ -164,7 +164,10 @@ static int pull_into(struct build *b, const char *name, const struct ossb_platfo
 int ossb_stage_from_image(struct build *b, struct stage_state *s, const char *dir, struct ossb_error **err)
 {
         struct ossb_pulled_image p = { 0 };
+        /* one pull at a time: the registry client serves one caller (stages run in parallel) */
+        pthread_mutex_lock(&b->lock);
         int r = pull_into(b, s->base_image, &s->platform, dir, &p, err);
+        pthread_mutex_unlock(&b->lock);
         if (r < 0)
                 return r;
         s->img = inherit_config(p.config);
@@ -174,26 +177,43 @@ int ossb_stage_from_image(struct build *b, struct stage_state *s, const char *di
                 r = take_layers(s, p.parsed, err);
         if (r >= 0)
                 platform_from_config(s->img, &s->platform);
+        if (r >= 0)
+                memcpy(s->from_digest, p.manifest.digest, sizeof(s->from_digest));
         ossb_pulled_image_clear(&p);
         return r;
 }
 
+static int image_source(struct build *b, const char *name, const struct ossb_tree **ret, struct ossb_error **err);
+
 int ossb_image_source(struct build *b, const char *name, const struct ossb_tree **ret, struct ossb_error **err)
 {
+        pthread_mutex_lock(&b->lock);
+        int r = image_source(b, name, ret, err);
+        pthread_mutex_unlock(&b->lock);
+        return r;
+}
+
+static int image_source(struct build *b, const char *name, const struct ossb_tree **ret, struct ossb_error **err)
+{
         for (size_t i = 0; i < b->n_images; i++)
-                if (streq(b->images[i].name, name)) {
-                        *ret = &b->images[i].root;
+                if (streq(b->images[i]->name, name)) {
+                        *ret = &b->images[i]->root;
                         return 0;
                 }
-        struct image_source *n = realloc(b->images, (b->n_images + 1) * sizeof(*n));
+        struct image_source **n = realloc(b->images, (b->n_images + 1) * sizeof(*n));
         if (!n)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
         b->images = n;
-        struct image_source *is = &n[b->n_images];
-        *is = (struct image_source) { .root = { .fd = -1 } };
-        _cleanup_free_ char *dir = NULL;
-        if (asprintf(&dir, "%s/image-%zu", b->workdir, b->n_images) < 0 || !(is->name = strdup(name)))
+        struct image_source *is = calloc(1, sizeof(*is));
+        if (!is)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
+        is->root.fd = -1;
+        n[b->n_images] = is;
+        _cleanup_free_ char *dir = NULL;
+        if (asprintf(&dir, "%s/image-%zu", b->workdir, b->n_images) < 0 || !(is->name = strdup(name))) {
+                free(is);
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        }
         b->n_images++;
         struct ossb_pulled_image p = { 0 };
         int r = pull_into(b, name, &b->target_platform, dir, &p, err);
@@ -236,9 +256,10 @@ int ossb_push_result(struct build *b, const struct ossb_descriptor *manifest, ch
 void ossb_images_free(struct build *b)
 {
         for (size_t i = 0; i < b->n_images; i++) {
-                free(b->images[i].name);
-                if (b->images[i].root.fd >= 0)
-                        ossb_tree_close(&b->images[i].root);
+                free(b->images[i]->name);
+                if (b->images[i]->root.fd >= 0)
+                        ossb_tree_close(&b->images[i]->root);
+                free(b->images[i]);
         }
         free(b->images);
         ossb_registry_free(b->reg);

@@ -4,10 +4,12 @@
 #define OSSB_ENGINE_BUILD_INTERNAL_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
 
+#include "engine/cache.h"
 #include "engine/imageconfig.h"
 #include "engine/dockerfile/dockerignore.h"
 #include "engine/dockerfile/instructions.h"
@@ -24,6 +26,11 @@ struct stage_state {
         bool needed;
         bool exported;                /* its layers end up in the output: the target and its FROM chain */
         bool visiting;
+        bool started;                 /* a thread runs it (parallel stages) */
+        char from_digest[OSSB_DIGEST_STR_LEN + 1]; /* FROM <image>: the manifest pulled */
+        char cache_key[65];           /* step cache chain (engine/stepcache.c) */
+        char step_key[65];            /* the key of the step being run */
+        int step_id;                  /* its progress id */
         bool done;
         char *base_image;             /* FROM, expanded */
         struct stage_state *base;     /* FROM <stage>, or NULL */
@@ -70,9 +77,12 @@ struct build {
         struct ossb_regconf *own_regconf;    /* defaults when opts->regconf is NULL */
         struct ossb_registry *reg;           /* created on first use */
         struct ossb_transfer_display display;
-        struct image_source *images;
+        struct image_source **images;       /* each allocated alone: trees stay put while stages run */
         size_t n_images;
         enum ossb_snapshot_backend snapshotter; /* opts->snapshotter, AUTO resolved at the first RUN */
+        struct ossb_cache *cache;            /* the step cache (NULL: not available) */
+        pthread_mutex_t lock;                /* stages run in parallel: guards the registry client and
+                                              * image sources, used_args, the snapshotter choice */
 };
 
 /* dispatch.c */
@@ -96,6 +106,18 @@ int ossb_command_argv(struct stage_state *s, const struct ossb_df_command *c, ch
 
 /* run.c: RUN in a sandbox on a snapshot of the stage root. */
 int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, struct ossb_error **err);
+
+/* stepcache.c */
+int ossb_stepcache_from(struct build *b, struct stage_state *s, const char *what, struct ossb_error **err);
+int ossb_stepcache_step_key(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                            struct ossb_error **err);
+int ossb_stepcache_advance(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, size_t layers_before,
+                           struct ossb_error **err);
+/* RUN: a hit applies the cached layer (and history) and sets *ret_hit. */
+int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                              const char *created_by, bool *ret_hit, struct ossb_error **err);
+int ossb_stepcache_run_store(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, bool empty,
+                             const char *digest, int64_t size, const char *diff_id);
 
 /* baseimage.c */
 /* Pull FROM <image> for stage s into the directory `dir` (its root): layers unpacked, config,

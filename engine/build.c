@@ -3,6 +3,8 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "engine/build-internal.h"
+#include "engine/run-mounts.h"
 #include "engine/dockerfile/shell.h"
 #include "registry/reference.h"
 #include "oci/layout.h"
@@ -285,6 +288,38 @@ static int need_stage(struct build *b, struct stage_state *s, struct ossb_error 
         return r;
 }
 
+static int add_dep(struct build *b, struct stage_state *s, struct stage_state *dep, struct ossb_error **err)
+{
+        int r = need_stage(b, dep, err);
+        if (r < 0)
+                return r;
+        struct stage_state **nd = realloc(s->deps, (s->n_deps + 1) * sizeof(*nd));
+        if (!nd)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        s->deps = nd;
+        nd[s->n_deps++] = dep;
+        return 0;
+}
+
+/* RUN --mount=from=STAGE: an earlier stage the RUN needs (`from` takes no variables; a later
+ * stage, the stage itself or an image is left to the RUN, which says what is wrong). */
+static int run_mount_deps(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                          struct ossb_error **err)
+{
+        _cleanup_strv_free_ char **names = NULL;
+        if (ossb_run_mounts_from_names(inst->run_mounts, &names) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; names[i]; i++) {
+                struct stage_state *dep = ossb_find_stage(b, names[i]);
+                if (!dep || dep->stage->index >= s->stage->index)
+                        continue;
+                int r = add_dep(b, s, dep, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int stage_deps(struct build *b, struct stage_state *s, struct ossb_error **err)
 {
         const struct ossb_df_stage *st = s->stage;
@@ -307,6 +342,12 @@ static int stage_deps(struct build *b, struct stage_state *s, struct ossb_error 
         s->base_image = TAKE_PTR(image);
         for (size_t i = 0; i < st->n_insts; i++) {
                 const struct ossb_df_inst *inst = &st->insts[i];
+                if (inst->kind == OSSB_DF_RUN) {
+                        r = run_mount_deps(b, s, inst, err);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if ((inst->kind != OSSB_DF_COPY && inst->kind != OSSB_DF_ADD) || !inst->copy_from)
                         continue;
                 _cleanup_free_ char *from = NULL;
@@ -320,14 +361,9 @@ static int stage_deps(struct build *b, struct stage_state *s, struct ossb_error 
                 }
                 if (!dep)
                         continue;
-                r = need_stage(b, dep, err);
+                r = add_dep(b, s, dep, err);
                 if (r < 0)
                         return r;
-                struct stage_state **nd = realloc(s->deps, (s->n_deps + 1) * sizeof(*nd));
-                if (!nd)
-                        return ossb_error_set(err, -ENOMEM, "out of memory");
-                s->deps = nd;
-                nd[s->n_deps++] = dep;
         }
         return 0;
 }
@@ -378,7 +414,24 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
                 if (r < 0)
                         return ossb_wrap_inst(b, &s->stage->from, err);
         }
+        r = ossb_stepcache_from(b, s, s->base ? "stage" : s->from_digest[0] ? s->from_digest : "scratch", err);
+        if (r < 0)
+                return r;
         return ossb_tree_open(dir, &s->root, err);
+}
+
+/* One instruction: its step key, the step, the cache chain after it. */
+static int dispatch_step(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, int id,
+                         struct ossb_error **err)
+{
+        size_t layers_before = s->n_layers;
+        s->step_id = id;
+        int r = ossb_stepcache_step_key(b, s, inst, err);
+        if (r >= 0)
+                r = ossb_dispatch(b, s, inst, err);
+        if (r >= 0)
+                r = ossb_stepcache_advance(b, s, inst, layers_before, err);
+        return r;
 }
 
 static int run_onbuild(struct build *b, struct stage_state *s, struct ossb_error **err)
@@ -398,7 +451,7 @@ static int run_onbuild(struct build *b, struct stage_state *s, struct ossb_error
                 if (r >= 0) {
                         int64_t t0 = ossb_now_ns();
                         int id = ossb_progress_start(b, "onbuild", triggers[i]);
-                        r = ossb_dispatch(b, s, inst, err);
+                        r = dispatch_step(b, s, inst, id, err);
                         ossb_progress_done(b, id, t0, r < 0);
                 }
                 if (r < 0)
@@ -435,7 +488,7 @@ static int run_stage(struct build *b, struct stage_state *s, size_t idx, struct 
                          st->n_insts + 1);
                 t0 = ossb_now_ns();
                 id = ossb_progress_start(b, label, inst->node ? inst->node->original : "?");
-                r = ossb_dispatch(b, s, inst, err);
+                r = dispatch_step(b, s, inst, id, err);
                 ossb_progress_done(b, id, t0, r < 0);
                 if (r < 0)
                         return ossb_wrap_inst(b, inst, err);
@@ -444,22 +497,122 @@ static int run_stage(struct build *b, struct stage_state *s, size_t idx, struct 
         return 0;
 }
 
-static int run_needed(struct build *b, struct stage_state *s, struct ossb_error **err)
+/* Stages run as soon as their base and every stage they copy from are done, up to
+ * opts->jobs at once (default: the CPUs ossb may use), each in its own thread.  The first
+ * failure stops new stages from starting; running ones finish their current step. */
+struct sched {
+        struct build *b;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        int running;
+        bool failed;
+        struct ossb_error *err;
+};
+
+struct stage_job {
+        struct sched *sc;
+        struct stage_state *s;
+};
+
+static bool stage_ready(const struct stage_state *s)
 {
-        if (s->done)
-                return 0;
-        /* dependencies first: the base, then every --from */
-        if (s->base) {
-                int r = run_needed(b, s->base, err);
-                if (r < 0)
-                        return r;
+        if (!s->needed || s->started)
+                return false;
+        if (s->base && !s->base->done)
+                return false;
+        for (size_t i = 0; i < s->n_deps; i++)
+                if (!s->deps[i]->done)
+                        return false;
+        return true;
+}
+
+static void *stage_thread(void *arg)
+{
+        struct stage_job *j = arg;
+        struct sched *sc = j->sc;
+        struct ossb_error *e = NULL;
+        int r = run_stage(sc->b, j->s, (size_t) (j->s - sc->b->stages), &e);
+        pthread_mutex_lock(&sc->lock);
+        if (r < 0 && !sc->failed) {
+                sc->failed = true;
+                sc->err = TAKE_PTR(e);
         }
-        for (size_t i = 0; i < s->n_deps; i++) {
-                int r = run_needed(b, s->deps[i], err);
-                if (r < 0)
-                        return r;
+        sc->running--;
+        pthread_cond_broadcast(&sc->cond);
+        pthread_mutex_unlock(&sc->lock);
+        ossb_error_free(e);
+        free(j);
+        return NULL;
+}
+
+static int default_jobs(void)
+{
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+                return CPU_COUNT(&set);
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (int) n : 1;
+}
+
+/* Start every ready stage the job limit allows; called with sc->lock held. */
+static int start_ready(struct sched *sc, int jobs)
+{
+        struct build *b = sc->b;
+        for (size_t i = 0; i < b->n_stages && sc->running < jobs && !sc->failed; i++) {
+                struct stage_state *s = &b->stages[i];
+                if (!stage_ready(s))
+                        continue;
+                struct stage_job *j = calloc(1, sizeof(*j));
+                pthread_t th;
+                if (!j)
+                        return -ENOMEM;
+                *j = (struct stage_job) { .sc = sc, .s = s };
+                s->started = true;
+                sc->running++;
+                int r = pthread_create(&th, NULL, stage_thread, j);
+                if (r != 0) {
+                        s->started = false;
+                        sc->running--;
+                        free(j);
+                        return -r;
+                }
+                pthread_detach(th);
         }
-        return run_stage(b, s, (size_t) (s - b->stages), err);
+        return 0;
+}
+
+static int run_needed(struct build *b, struct stage_state *target, struct ossb_error **err)
+{
+        struct sched sc = { .b = b };
+        int jobs = b->opts->jobs > 0 ? b->opts->jobs : default_jobs();
+        int r = 0;
+        pthread_mutex_init(&sc.lock, NULL);
+        pthread_cond_init(&sc.cond, NULL);
+        pthread_mutex_lock(&sc.lock);
+        while (!target->done && !sc.failed) {
+                r = start_ready(&sc, jobs);
+                if (r < 0) {
+                        ossb_error_set(err, r, "cannot start a build thread: %s", strerror(-r));
+                        break;
+                }
+                if (sc.running == 0) { /* nothing runs and nothing can start: a bug in planning */
+                        r = ossb_error_set(err, -EDEADLK, "no build stage can start");
+                        break;
+                }
+                pthread_cond_wait(&sc.cond, &sc.lock);
+        }
+        while (sc.running > 0) /* let running stages finish their step */
+                pthread_cond_wait(&sc.cond, &sc.lock);
+        pthread_mutex_unlock(&sc.lock);
+        pthread_cond_destroy(&sc.cond);
+        pthread_mutex_destroy(&sc.lock);
+        if (sc.failed) {
+                if (err && !*err)
+                        *err = TAKE_PTR(sc.err);
+                ossb_error_free(sc.err);
+                return err && *err ? (*err)->code : -EIO;
+        }
+        return r;
 }
 
 /* --- export ------------------------------------------------------------------------------ */
@@ -676,6 +829,7 @@ static void build_free(struct build *b)
         ossb_strv_free(b->meta_env);
         ossb_strv_free(b->used_args);
         ossb_images_free(b);
+        ossb_cache_free(b->cache);
         ossb_df_plan_free(b->plan);
         ossb_dockerfile_free(b->df);
         ossb_store_free(b->store);
@@ -787,6 +941,13 @@ static int build_prepare(struct build *b, struct ossb_error **err)
         r = ossb_store_open(store, &b->store, err);
         if (r >= 0)
                 r = make_workdir(b, err);
+        if (r >= 0) {
+                struct ossb_error *cerr = NULL;
+                if (ossb_cache_open(b->opts->cache_dir, &b->cache, &cerr) < 0) {
+                        log_warn("step cache unavailable: %s", cerr && cerr->msg ? cerr->msg : "?");
+                        ossb_error_free(cerr);
+                }
+        }
         return r;
 }
 
@@ -806,7 +967,8 @@ static int select_target(struct build *b, struct stage_state **ret, struct ossb_
 
 int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret, struct ossb_error **err)
 {
-        struct build b = { .opts = opts, .progress = { .mode = opts->progress }, .snapshotter = opts->snapshotter };
+        struct build b = { .opts = opts, .progress = { .mode = opts->progress }, .snapshotter = opts->snapshotter,
+                           .lock = PTHREAD_MUTEX_INITIALIZER };
         struct stage_state *target = NULL;
         struct tags tags = { 0 };
         int r;

@@ -110,9 +110,12 @@ static const char *build_arg_value(const struct build *b, const char *name)
 
 static int mark_used(struct build *b, const char *name)
 {
-        if (ossb_strv_contains(b->used_args, name))
-                return 0;
-        return ossb_strv_push(&b->used_args, name);
+        int r = 0;
+        pthread_mutex_lock(&b->lock); /* stages run in parallel */
+        if (!ossb_strv_contains(b->used_args, name))
+                r = ossb_strv_push(&b->used_args, name);
+        pthread_mutex_unlock(&b->lock);
+        return r;
 }
 
 /* Resolve one ARG (stage or global): the build arg wins, then the (expanded) default, then

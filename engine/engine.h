@@ -70,6 +70,15 @@ struct ossb_build_opts {
         bool push;                          /* --push: push every -t tag */
         enum ossb_snapshot_backend snapshotter; /* --snapshotter (RUN steps) */
         bool network_none;                  /* --network=none: RUN steps get only loopback */
+        char *const *secrets;               /* --secret values, "id=ID,src=FILE" or "id=ID,env=VAR"
+                                             * (engine/run-mounts.h: ossb_secret_spec_parse); read
+                                             * when a RUN --mount=type=secret uses them.  Their
+                                             * contents never reach a log, a layer, the image config,
+                                             * the history or a cache key. */
+        int64_t memory_limit;               /* --memory: bytes for each RUN step's cgroup; 0: none */
+        int64_t cpu_millis;                 /* --cpus in thousandths of a CPU; 0: none */
+        int64_t pids_limit;                 /* --pids-limit; 0: none */
+        int jobs;                           /* --jobs: stages built at once; <= 0: the CPUs ossb may use */
 };
 
 struct ossb_build_result {

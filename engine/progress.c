@@ -57,7 +57,7 @@ static void emit_json(int id, const char *status, const char *label, const char 
 
 int ossb_progress_start(struct build *b, const char *label, const char *text)
 {
-        int id = ++b->progress.next_id;
+        int id = __atomic_add_fetch(&b->progress.next_id, 1, __ATOMIC_SEQ_CST);
         switch (b->progress.mode) {
         case OSSB_PROGRESS_QUIET:
                 break;

@@ -1,9 +1,12 @@
 /* engine/run.c - RUN: the command line, environment and user of the step, a snapshot of the
- * stage root (snapshotter/), the sandbox (engine/exec/), then the snapshot's diff as the
- * step's layer and its changes committed into the stage root for the next steps. */
+ * stage root (snapshotter/), its --mount values (engine/run-mounts*.c) and the build's
+ * resource limits, the sandbox (engine/exec/), then the snapshot's diff as the step's layer
+ * and its changes committed into the stage root for the next steps. */
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@
 #include "engine/build-internal.h"
 #include "engine/copy.h"
 #include "engine/exec/exec.h"
+#include "engine/run-mounts.h"
 #include "snapshotter/snapshotter.h"
 
 #define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -28,10 +32,6 @@ static int oom(struct ossb_error **err)
 static int check_flags(struct build *b, const struct ossb_df_inst *inst, bool *ret_none, struct ossb_error **err)
 {
         *ret_none = b->opts->network_none;
-        if (inst->run_mounts && inst->run_mounts[0])
-                return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP,
-                                       "RUN --mount=%s: mounts are not supported by this version of ossb yet",
-                                       inst->run_mounts[0]);
         if (inst->run_security && !streq(inst->run_security, "sandbox"))
                 return ossb_error_setx(err, OSSB_EXIT_USAGE, -ENOTSUP, "RUN --security=%s is not supported",
                                        inst->run_security);
@@ -223,8 +223,11 @@ static int run_user(struct stage_state *s, uid_t *uid, gid_t *gid, gid_t **group
 }
 
 struct run_job {
+        const struct ossb_df_inst *inst;
         char **argv;
         char **env;
+        char **spec_env;        /* env + the secrets' variables (borrowed pointers) */
+        struct ossb_run_mounts *mounts;
         gid_t *groups;
         size_t n_groups;
         uid_t uid;
@@ -239,6 +242,8 @@ static void run_job_clear(struct run_job *j)
 {
         ossb_strv_free(j->argv);
         ossb_strv_free(j->env);
+        free(j->spec_env);
+        ossb_run_mounts_free(j->mounts);
         free(j->groups);
         ossb_snapshot_free(j->snap);
         free(j->scratch);
@@ -248,36 +253,107 @@ static void run_job_clear(struct run_job *j)
 static int run_failed(const struct run_job *j, struct ossb_error **err)
 {
         _cleanup_free_ char *cmd = ossb_strv_join(j->argv, " ");
-        return ossb_error_setx(err, OSSB_EXIT_BUILD, -ECHILD, "RUN %s %s %d%s%s", cmd ? cmd : "",
+        return ossb_error_setx(err, OSSB_EXIT_BUILD, -ECHILD, "RUN %s %s %d%s%s%s", cmd ? cmd : "",
                                j->res.signaled ? "was killed by signal" : "exited with code",
                                j->res.signaled ? j->res.exit_code - 128 : j->res.exit_code,
+                               j->res.oom_killed ? " (out of memory: the --memory limit was reached)" : "",
                                j->res.tail && *j->res.tail ? "; its last output:\n" : "",
                                j->res.tail ? j->res.tail : "");
 }
 
-static int run_sandbox(struct build *b, struct stage_state *s, struct run_job *j, struct ossb_error **err)
+/* The command's environment: the step's, with the secrets' variables (which win). */
+static int run_spec_env(struct run_job *j, struct ossb_error **err)
 {
-        static int counter;
+        char *const *secrets = j->mounts ? ossb_run_mounts_env(j->mounts) : NULL;
+        size_t n = ossb_strv_length(j->env), k = ossb_strv_length(secrets), o = 0;
+        j->spec_env = calloc(n + k + 1, sizeof(char *));
+        if (!j->spec_env)
+                return oom(err);
+        for (size_t i = 0; i < n; i++) {
+                size_t len = strcspn(j->env[i], "=");
+                bool shadowed = false;
+                for (size_t m = 0; m < k && !shadowed; m++)
+                        shadowed = strncmp(secrets[m], j->env[i], len) == 0 && secrets[m][len] == '=';
+                if (!shadowed)
+                        j->spec_env[o++] = j->env[i];
+        }
+        for (size_t m = 0; m < k; m++)
+                j->spec_env[o++] = secrets[m];
+        return 0;
+}
+
+/* Leave the sandbox's mount points out of the layer: those it created (and not the
+ * directories it made to hold them: the snapshotter drops those when they hold nothing else,
+ * and keeps what the command put there). */
+static int run_exclude(struct run_job *j, struct ossb_error **err)
+{
+        char **c = j->res.created_mountpoints;
+        for (size_t i = 0; c && c[i]; i++) {
+                size_t len = strlen(c[i]);
+                bool parent = false;
+                for (size_t k = 0; c[k] && !parent; k++)
+                        parent = k != i && strncmp(c[k], c[i], len) == 0 && c[k][len] == '/';
+                if (parent)
+                        continue;
+                int r = ossb_snapshot_exclude(j->snap, c[i], err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int run_mounts(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, struct run_job *j,
+                      const char *cwd, struct ossb_error **err)
+{
+        if (!inst->run_mounts || !inst->run_mounts[0])
+                return 0;
+        _cleanup_free_ char *dir = NULL;
+        if (asprintf(&dir, "%s-mounts", j->scratch) < 0)
+                return oom(err);
+        return ossb_run_mounts_prepare(b, s, inst, cwd, dir, &j->mounts, err);
+}
+
+static int run_sandbox(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, struct run_job *j,
+                       struct ossb_error **err)
+{
+        static atomic_int counter; /* stages run in parallel */
         const char *reason = NULL;
         /* scratch beside the stage roots (same file system: the overlay commit renames) */
-        if (asprintf(&j->scratch, "%s/run-%d", b->workdir, ++counter) < 0)
+        if (asprintf(&j->scratch, "%s/run-%d", b->workdir, atomic_fetch_add(&counter, 1) + 1) < 0)
                 return oom(err);
         if (ossb_mkdir_p(j->scratch, 0700) < 0)
                 return ossb_error_set(err, -errno, "cannot create `%s`: %m", j->scratch);
+        pthread_mutex_lock(&b->lock);
         if (b->snapshotter == OSSB_SNAPSHOT_AUTO) { /* probed once per build */
                 b->snapshotter = ossb_snapshot_backend_auto(j->scratch, &reason);
                 log_info("snapshotter: %s (%s)", ossb_snapshot_backend_name(b->snapshotter), reason ? reason : "");
         }
-        int r = ossb_snapshot_new(b->snapshotter, s->root.path, j->scratch, ossb_snapshot_in_userns(), &j->snap, err);
+        enum ossb_snapshot_backend backend = b->snapshotter;
+        pthread_mutex_unlock(&b->lock);
+        int r = ossb_snapshot_new(backend, s->root.path, j->scratch, ossb_snapshot_in_userns(), &j->snap, err);
         if (r < 0)
                 return r;
-        struct run_out out = { .b = b, .id = b->progress.next_id };
+        struct run_out out = { .b = b, .id = s->step_id };
         const char *cwd = ossb_config_get_str(s->img, "WorkingDir");
+        cwd = cwd && *cwd ? cwd : "/";
+        r = run_mounts(b, s, inst, j, cwd, err);
+        if (r >= 0)
+                r = run_spec_env(j, err);
+        if (r < 0)
+                return r;
+        size_t n_mounts = 0;
+        const struct ossb_exec_mount *mounts = j->mounts ? ossb_run_mounts_exec(j->mounts, &n_mounts) : NULL;
+        const struct ossb_exec_limits limits = {
+                .memory = b->opts->memory_limit, .cpu_millis = b->opts->cpu_millis, .pids = b->opts->pids_limit,
+        };
         struct ossb_exec_spec spec = {
                 .rootfs = ossb_snapshot_path(j->snap),
                 .argv = j->argv,
-                .env = j->env,
-                .cwd = cwd && *cwd ? cwd : "/",
+                .env = j->spec_env,
+                .cwd = cwd,
+                .mounts = mounts,
+                .n_mounts = n_mounts,
+                .limits = &limits,
                 .uid = j->uid,
                 .gid = j->gid,
                 .groups = j->groups,
@@ -288,16 +364,14 @@ static int run_sandbox(struct build *b, struct stage_state *s, struct run_job *j
                 .output_userdata = &out,
         };
         r = ossb_exec_run(&spec, &j->res, err);
+        /* cache locks released, secrets gone, before anything else happens */
+        free(TAKE_PTR(j->spec_env));
+        ossb_run_mounts_free(TAKE_PTR(j->mounts));
         if (r < 0)
                 return r;
         if (j->res.exit_code != 0)
                 return run_failed(j, err);
-        for (size_t i = 0; j->res.created_mountpoints && j->res.created_mountpoints[i]; i++) {
-                r = ossb_snapshot_exclude(j->snap, j->res.created_mountpoints[i], err);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        return run_exclude(j, err);
 }
 
 static int run_commit(struct build *b, struct stage_state *s, struct run_job *j, struct ossb_error **err)
@@ -310,19 +384,32 @@ static int run_commit(struct build *b, struct stage_state *s, struct run_job *j,
         if (!created_by)
                 return oom(err);
         ossb_build_layer_opts(b, &lo);
+        if (!s->exported) /* a stage only copied from: its files matter, not a layer */
+                return ossb_snapshot_commit(j->snap, err);
         int r = ossb_snapshot_diff(j->snap, b->store, &lo, &empty, digest, &size, diff_id, err);
         if (r >= 0)
                 r = ossb_snapshot_commit(j->snap, err);
         if (r < 0)
                 return r;
+        ossb_stepcache_run_store(b, s, j->inst, empty, digest, size, diff_id);
         if (empty)
                 return ossb_stage_history(b, s, created_by, true) < 0 ? oom(err) : 0;
         return ossb_stage_add_layer(b, s, digest, size, diff_id, created_by, err);
 }
 
+/* A step cache hit: the cached layer is applied instead of running the command. */
+static int run_cached(struct build *b, struct stage_state *s, struct run_job *j, bool *ret_hit,
+                      struct ossb_error **err)
+{
+        _cleanup_free_ char *created_by = run_history(s, j->argv);
+        if (!created_by)
+                return oom(err);
+        return ossb_stepcache_run_lookup(b, s, j->inst, created_by, ret_hit, err);
+}
+
 int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, struct ossb_error **err)
 {
-        struct run_job j = { 0 };
+        struct run_job j = { .inst = inst };
         int r = check_flags(b, inst, &j.net_none, err);
         if (r >= 0)
                 r = run_argv(s, inst, &j.argv, err);
@@ -330,9 +417,12 @@ int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_i
                 r = run_env(s, &j.env, err);
         if (r >= 0)
                 r = run_user(s, &j.uid, &j.gid, &j.groups, &j.n_groups, err);
+        bool hit = false;
         if (r >= 0)
-                r = run_sandbox(b, s, &j, err);
-        if (r >= 0)
+                r = run_cached(b, s, &j, &hit, err);
+        if (r >= 0 && !hit)
+                r = run_sandbox(b, s, inst, &j, err);
+        if (r >= 0 && !hit)
                 r = run_commit(b, s, &j, err);
         run_job_clear(&j);
         return r;

@@ -209,10 +209,14 @@ static int rearm_death_signal(int alive_fd, struct ossb_error **err)
 static int sandbox_setup(const struct exec_child *c, int alive_fd, struct ossb_error **err)
 {
         const struct ossb_exec_spec *spec = c->spec;
+        /* first, so that everything the command starts counts against its limits */
+        int r = exec_cgroup_join(c->cgroup, err);
+        if (r < 0)
+                return r;
         reset_signals();
         if (setsid() < 0)
                 return ossb_error_set(err, -errno, "setsid: %m");
-        int r = setup_stdio(c, err);
+        r = setup_stdio(c, err);
         if (r >= 0 && spec->network == OSSB_NET_NONE)
                 r = exec_loopback_up(err);
         if (r >= 0 && sethostname(c->hostname, strlen(c->hostname)) < 0)

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <net/if.h>
@@ -63,13 +64,26 @@ static int set_caps(uint64_t mask, struct ossb_error **err)
         return 0;
 }
 
+/* Whether setgroups(2) is denied in this user namespace (written "deny" by whoever mapped a
+ * single id: the sandbox's own namespace, or ossb's rootless one, common/userns.h). */
+static bool setgroups_denied(void)
+{
+        char buf[16] = "";
+        _cleanup_close_ int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        return n >= 4 && strncmp(buf, "deny", 4) == 0;
+}
+
 static int set_ids(const struct ossb_exec_spec *spec, struct ossb_error **err)
 {
         const char *hint = spec->userns ? " (is it mapped in the user namespace?)" : "";
         if (setgroups(spec->n_groups, spec->groups) < 0) {
+                int e = errno;
                 /* a single-id user namespace has setgroups denied: nothing to drop there */
-                if (!(spec->userns && errno == EPERM && spec->n_groups == 0))
-                        return ossb_error_set(err, -errno, "setgroups (%zu groups): %m%s", spec->n_groups, hint);
+                if (!(e == EPERM && spec->n_groups == 0 && (spec->userns || setgroups_denied()))) {
+                        errno = e;
+                        return ossb_error_set(err, -e, "setgroups (%zu groups): %m%s", spec->n_groups, hint);
+                }
         }
         if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
                 return ossb_error_set(err, -errno, "setgid %u: %m%s", (unsigned) spec->gid, hint);

@@ -17,6 +17,7 @@
 #ifndef OSSB_ENGINE_EXEC_EXEC_INTERNAL_H
 #define OSSB_ENGINE_EXEC_EXEC_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -42,6 +43,33 @@ struct exec_msg_hdr {
 /* Exit code of a child whose failure was reported with an EXEC_MSG_ERROR record. */
 #define EXEC_SETUP_FAILED 125
 
+/* The cgroups of one run (exec-cgroup.c): one per hierarchy used (v2, and v1 ones on hybrid
+ * hosts), created and configured by the parent, joined by the sandbox, removed by the parent. */
+#define EXEC_CGROUP_MAX 4
+struct exec_cgroup {
+        char *dirs[EXEC_CGROUP_MAX];
+        char *procs[EXEC_CGROUP_MAX];  /* <dir>/cgroup.procs */
+        bool v2[EXEC_CGROUP_MAX];
+        size_t n;
+        char *oom_file;                /* memory.events (v2) or memory.oom_control (v1), or NULL */
+};
+
+/* Whether any limit is set (l may be NULL). */
+bool exec_limits_any(const struct ossb_exec_limits *l);
+/* Create the run's cgroup(s) named `name` below ossb's own and write the limits;
+ * `mountinfo` and `self_cgroup` are the texts of /proc/self/mountinfo and /proc/self/cgroup.
+ * On failure nothing is left behind. */
+int exec_cgroup_create(const struct ossb_exec_limits *l, const char *mountinfo, const char *self_cgroup,
+                       const char *name, struct exec_cgroup *ret, struct ossb_error **err);
+/* The same from this process's /proc files, with a name unique to this run. */
+int exec_cgroup_setup(const struct ossb_exec_limits *l, struct exec_cgroup *ret, struct ossb_error **err);
+/* In the sandbox: move this process into every cgroup (writes "0" to cgroup.procs). */
+int exec_cgroup_join(const struct exec_cgroup *cg, struct ossb_error **err);
+/* Whether the OOM killer killed something in the memory cgroup. */
+bool exec_cgroup_oom_killed(const struct exec_cgroup *cg);
+/* Remove the cgroups (waiting briefly for exiting tasks); accepts an empty one. */
+void exec_cgroup_remove(struct exec_cgroup *cg);
+
 /* Everything the children need, prepared by the parent before fork (the children allocate
  * only for error messages). */
 struct exec_child {
@@ -52,6 +80,7 @@ struct exec_child {
         int sync_fd;           /* read end: one byte from the parent once the id maps are written */
         int out_fd, err_fd;    /* write ends of the command's stdout and stderr pipes */
         pid_t parent;
+        const struct exec_cgroup *cgroup; /* joined by the sandbox first; NULL: none */
 };
 
 /* Send a record (best effort: a full pipe cannot happen, the parent reads it all the time). */

@@ -332,8 +332,11 @@ static int setup_user_mounts(struct mnt *m, struct ossb_error **err)
                 const struct ossb_exec_mount *mt = &spec->mounts[i];
                 int r;
                 if (mt->tmpfs) {
+                        char data[32];
+                        snprintf(data, sizeof(data), "size=%llu", (unsigned long long) mt->size);
                         r = mount_at(m, mt->target, true, "tmpfs", "tmpfs",
-                                     MS_NOSUID | MS_NODEV | (mt->readonly ? MS_RDONLY : 0), NULL, false, err);
+                                     MS_NOSUID | MS_NODEV | (mt->readonly ? MS_RDONLY : 0), mt->size ? data : NULL,
+                                     false, err);
                 } else {
                         struct stat st;
                         if (stat(mt->source, &st) < 0)

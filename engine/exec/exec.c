@@ -511,7 +511,8 @@ static void close_pipes(int p[4][2])
         }
 }
 
-static int start_helper(struct run *r, const char *files_dir, const char *hostname, struct ossb_error **err)
+static int start_helper(struct run *r, const char *files_dir, const char *hostname, const struct exec_cgroup *cg,
+                        struct ossb_error **err)
 {
         int p[4][2];
         int k = make_pipes(p, err);
@@ -522,7 +523,7 @@ static int start_helper(struct run *r, const char *files_dir, const char *hostna
         struct exec_child c = {
                 .spec = r->spec, .files_dir = files_dir, .hostname = hostname,
                 .out_fd = p[0][1], .err_fd = p[1][1], .msg_fd = p[2][1], .sync_fd = p[3][0],
-                .parent = getpid(),
+                .parent = getpid(), .cgroup = cg,
         };
         r->helper = fork();
         if (r->helper < 0) {
@@ -587,18 +588,30 @@ int ossb_exec_run(const struct ossb_exec_spec *spec, struct ossb_exec_result *re
         if (k < 0)
                 return k;
 
+        struct exec_cgroup cg = { 0 };
+        if (exec_limits_any(spec->limits)) {
+                k = exec_cgroup_setup(spec->limits, &cg, err);
+                if (k < 0) {
+                        (void) ossb_rm_rf(files_dir);
+                        return k;
+                }
+        }
+
         struct run r = {
                 .spec = spec, .out = { .fd = -1 }, .err = { .fd = -1, .is_stderr = true },
                 .msg_fd = -1, .sync_fd = -1,
         };
-        k = start_helper(&r, files_dir, hostname, err);
+        k = start_helper(&r, files_dir, hostname, cg.n ? &cg : NULL, err);
         if (k >= 0) {
                 int sig = run_loop(&r);
                 if (sig < 0)
                         (void) kill(r.helper, SIGKILL);
                 k = collect(&r, sig, ret, err);
+                if (k >= 0)
+                        ret->oom_killed = exec_cgroup_oom_killed(&cg);
         }
         run_free(&r);
+        exec_cgroup_remove(&cg);
         (void) ossb_rm_rf(files_dir);
         return k;
 }

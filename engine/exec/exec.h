@@ -28,7 +28,7 @@
  *   tmpfs or a bind mount of the sandbox are not listed (they are not in the rootfs).
  * - The command runs with Docker's default capability set (bounding set; effective and
  *   permitted for uid 0, none for other uids), in a session of its own, stdin /dev/null, all
- *   other fds closed, signal dispositions reset.  No seccomp filter, no cgroup limits.
+ *   other fds closed, signal dispositions reset.  No seccomp filter.
  * - env without PATH: argv[0] is looked up in the default PATH
  *   /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin.  A command that cannot be
  *   executed prints "exec: NAME: not found" (exit code 127) or "exec: NAME: <reason>" (126).
@@ -39,7 +39,18 @@
  *   be dumpable (a process that changed its uids is not: PR_SET_DUMPABLE), or /proc/PID/uid_map
  *   of its child belongs to root and cannot be written.
  * - spec->mounts: a bind of a directory or a file (recursive; source must be absolute), or a
- *   tmpfs (mode 1777, nosuid, nodev); readonly makes the mount read-only.
+ *   tmpfs (mode 1777, nosuid, nodev; `size` bytes when not 0); readonly makes the mount
+ *   read-only.
+ * - spec->limits (exec-cgroup.c): when any limit is set, ossb creates one cgroup for the run
+ *   below its own (cgroup v2: the unified hierarchy's cgroup of ossb, where the controller
+ *   must be available in cgroup.controllers and is enabled in cgroup.subtree_control when
+ *   missing; on a hybrid host a controller that v2 lacks is taken from its cgroup v1
+ *   hierarchy instead), writes memory.max (+ memory.swap.max = the same, Docker's default of
+ *   twice the memory in all), cpu.max and pids.max (v1: memory.limit_in_bytes,
+ *   memory.memsw.limit_in_bytes, cpu.cfs_quota_us/cpu.cfs_period_us, pids.max), and the
+ *   sandbox joins it (writes its pid to cgroup.procs) before it sets anything else up, so every
+ *   process of the command is limited.  The cgroup is removed when the run ends.  A limit that
+ *   cannot be applied is an error naming the flag and what is missing (OSSB_EXIT_INTERNAL).
  * - Interrupt (common/interrupt.h) while the command runs: the sandbox is killed (its whole PID
  *   namespace), and ossb_exec_run returns -EINTR.
  */
@@ -48,6 +59,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -64,6 +76,14 @@ struct ossb_exec_mount {
         const char *target;      /* absolute path inside the rootfs (created when missing) */
         bool tmpfs;
         bool readonly;
+        uint64_t size;           /* tmpfs: size limit in bytes, 0 for the kernel's default */
+};
+
+/* Resource limits of one run (0: no limit of that kind). */
+struct ossb_exec_limits {
+        int64_t memory;          /* bytes */
+        int64_t cpu_millis;      /* thousandths of a CPU (--cpus 1.5 = 1500), >= 10 */
+        int64_t pids;            /* processes and threads */
 };
 
 /* Called for each output line (without its newline, but NUL-terminated; lines longer than
@@ -93,6 +113,7 @@ struct ossb_exec_spec {
         const char *tmpdir;         /* where the private hosts, resolv.conf and hostname files are
                                      * written (in a fresh subdirectory removed after the run);
                                      * NULL: $TMPDIR, else /tmp */
+        const struct ossb_exec_limits *limits; /* NULL (or all 0): no cgroup */
 };
 
 struct ossb_exec_result {
@@ -101,6 +122,7 @@ struct ossb_exec_result {
         char *tail;                 /* the last output lines, '\n'-separated (owned) */
         char **created_mountpoints; /* paths (relative to rootfs, NULL-terminated) ossb created in
                                      * the rootfs only to mount over them: /etc/hosts, ... (owned) */
+        bool oom_killed;            /* the memory limit's OOM killer killed a process of the run */
 };
 
 /* Run the command; 0 when it ran (whatever its exit code: see result), negative when the

@@ -313,13 +313,16 @@ class Result:
 
 
 class Ossb:
-    def __init__(self, binary, tmp):
+    def __init__(self, binary, tmp, as_user=None):
         self.binary = binary
         self.tmp = Path(tmp)
+        self.as_user = as_user  # an AsUser: ossb runs as that user (see below)
         self.cache = self.tmp / "cache"
         self.home = self.tmp / "home"
         self.home.mkdir(exist_ok=True)
         (self.tmp / "tmp").mkdir(exist_ok=True)
+        if as_user:
+            as_user.give([self.tmp])
         self._n = 0
         self.killed = False
         self.env = {k: v for k, v in os.environ.items()
@@ -348,8 +351,12 @@ class Ossb:
                     e.pop(k, None)
                 else:
                     e[k] = v
+        cmd = [str(self.binary)] + args
+        if self.as_user:
+            self.as_user.give([self.tmp] + args)
+            cmd = self.as_user.wrap(cmd)
         try:
-            p = subprocess.run([str(self.binary)] + args, capture_output=True, env=e, input=input,
+            p = subprocess.run(cmd, capture_output=True, env=e, input=input,
                                timeout=timeout, cwd=cwd or self.tmp)
         except subprocess.TimeoutExpired as ex:
             self.killed = True  # a killed build cannot clean up its work dir
@@ -404,9 +411,122 @@ def ossb_binary():
     return b
 
 
+# --- ossb as a non-root user ---------------------------------------------------------------
+# OSSB_TEST_AS_USER=UID (pytest itself stays root) makes the `ossb` fixture run every ossb
+# command as UID, for the rootless suite (e.g. test_run.py as uid 65534).  OSSB_TEST_SUBID
+# is that user's subordinate range "START:COUNT" (default 200000:65536), or "none" for the
+# single-id fallback.  Used by test_rootless.py as well.  Pytest's temp root moves to a fresh
+# world-traversable directory so that UID can reach the test directories.
+AS_USER_UID = os.environ.get("OSSB_TEST_AS_USER")
+if AS_USER_UID and IS_ROOT and not os.environ.get("PYTEST_DEBUG_TEMPROOT"):
+    import tempfile as _tempfile
+    _AS_USER_TEMPROOT = _tempfile.mkdtemp(prefix="ossb-it-as-user-")
+    os.chmod(_AS_USER_TEMPROOT, 0o755)
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = _AS_USER_TEMPROOT
+    import atexit as _atexit
+    # registered before pytest's own clean-up of numbered dirs, so it runs after it
+    _atexit.register(shutil.rmtree, _AS_USER_TEMPROOT, ignore_errors=True)
+
+
+class AsUser:
+    """Run ossb as `uid` with `setpriv`, inside a mount namespace of that command only
+    (`unshare --mount`) in which fake /etc/subuid and /etc/subgid are bound over the real ones:
+    they give the user `subid` = (start, count), or nothing when subid is None (the single-id
+    fallback).  The real files are never changed.  Root only.
+
+    The files a test makes for ossb are the user's own, as in real use: before each command,
+    `give` hands what root made in the test's directory (and in the paths named on the command
+    line) to the user; only paths inside `area` (the session's temp dirs) are ever changed."""
+
+    def __init__(self, uid, subid, workdir, area):
+        import pwd
+        if not IS_ROOT:
+            pytest.skip("running ossb as another user needs root")
+        for tool in ("setpriv", "unshare"):
+            need_tool(tool)
+        for f in ("/etc/subuid", "/etc/subgid"):
+            if not os.path.isfile(f):
+                pytest.skip(f"{f} is missing (the fake one is bound over it)")
+        self.uid = int(uid)
+        try:
+            self.gid = pwd.getpwuid(self.uid).pw_gid
+        except KeyError:
+            self.gid = self.uid
+        self.subid = subid
+        self.area = Path(area).resolve()
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.traverse(workdir)
+        self.subid_file = workdir / f"subid-{self.uid}-{'none' if subid is None else '%d-%d' % subid}"
+        self.subid_file.write_text("" if subid is None else f"{self.uid}:{subid[0]}:{subid[1]}\n")
+        os.chmod(self.subid_file, 0o644)
+
+    def traverse(self, path):
+        """Let every user pass through `path` and its parents (search permission only; only
+        directories inside the system's temp dir are changed)."""
+        import tempfile
+        top = Path(tempfile.gettempdir()).resolve()
+        for d in [Path(path).resolve()] + list(Path(path).resolve().parents):
+            st = d.stat()
+            if st.st_mode & 0o001 or st.st_uid == self.uid:
+                continue
+            if d != top and top in d.parents and st.st_uid == 0:
+                os.chmod(d, stat.S_IMODE(st.st_mode) | 0o001)
+            else:
+                pytest.fail(f"{d} cannot be passed through by other users: put the test directories elsewhere")
+
+    def _inside(self, p):
+        return p == self.area or self.area in p.parents
+
+    def give(self, paths):
+        """Hand root's files under each existing path inside `area` to the user.  Command-line
+        arguments count as paths, and so does each value of a "k=v,k=v" argument."""
+        seen = set()
+        for a in paths:
+            for piece in [str(a)] + [kv.partition("=")[2] for kv in str(a).split(",")]:
+                if not piece.startswith("/"):
+                    continue
+                p = Path(piece).resolve()
+                if p in seen or not self._inside(p) or not p.exists():
+                    continue
+                seen.add(p)
+                self.traverse(p.parent)
+                todo = [p]
+                for root, dirs, files in os.walk(p):
+                    todo += [Path(root, n) for n in dirs + files]
+                for f in todo:
+                    st = os.lstat(f)
+                    if st.st_uid == 0:
+                        os.lchown(f, self.uid, self.gid)
+                        if st.st_mode & 0o6000 and not stat.S_ISLNK(st.st_mode):
+                            os.chmod(f, stat.S_IMODE(st.st_mode))  # chown cleared setuid/setgid
+
+    def wrap(self, argv):
+        script = 'mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid && shift && exec "$@"'
+        return (["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(self.subid_file),
+                 "setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--"] + list(argv))
+
+
+def parse_subid(text):
+    """OSSB_TEST_SUBID: "START:COUNT" -> (start, count); "none" -> None."""
+    if text == "none":
+        return None
+    start, count = text.split(":")
+    return int(start), int(count)
+
+
+@pytest.fixture(scope="session")
+def as_user_env(tmp_path_factory):
+    """The AsUser of OSSB_TEST_AS_USER, or None when it is not set."""
+    if not AS_USER_UID:
+        return None
+    return AsUser(AS_USER_UID, parse_subid(os.environ.get("OSSB_TEST_SUBID", "200000:65536")),
+                  tmp_path_factory.mktemp("as-user"), tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture
-def ossb(ossb_binary, tmp_path):
-    o = Ossb(ossb_binary, tmp_path)
+def ossb(ossb_binary, tmp_path, as_user_env):
+    o = Ossb(ossb_binary, tmp_path, as_user=as_user_env)
     yield o
     o.check_no_leftovers()
     # nothing written where the environment's defaults point

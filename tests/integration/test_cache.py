@@ -1,0 +1,121 @@
+"""The step cache (as root): a RUN whose key matches an earlier build's is not run again; its
+layer is reused.  Keys follow the instruction, the env and args it sees, and for COPY the
+content of what it copies (not mtimes), so touching or changing files no step copies
+invalidates nothing, while a changed copied file or a rebuilt stage is never served stale."""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN as non-root runs in the rootless suite")
+
+SDE = {"SOURCE_DATE_EPOCH": "1700000000"}
+
+
+@pytest.fixture
+def base(seeded_registry):
+    return seeded_registry.registry.ref("busybox:1")
+
+
+def ran(r, marker):
+    """Whether the RUN that prints `marker` ran (its output line "#N ran-...") rather than came
+    from the cache."""
+    return re.search(rf"^#\d+ ran-{re.escape(marker)}$", r.stderr, re.M) is not None
+
+
+def build(ossb, ctx, *args, **kw):
+    r = ossb.build_ok(ctx, "--progress=plain", *args, env=dict(SDE, **kw.pop("env", {})), **kw)
+    return r
+
+
+def test_second_build_reuses_run(ossb, context, base):
+    ctx = context({"a.txt": b"a\n", "other.txt": b"o\n"},
+                  df=f"FROM {base}\nCOPY a.txt /a.txt\nRUN echo ran-one && cat /a.txt > /b.txt\n")
+    r1 = build(ossb, ctx)
+    assert ran(r1, "one")
+    r2 = build(ossb, ctx)
+    assert not ran(r2, "one") and "CACHED" in r2.stderr, r2.stderr
+    assert r2.digest == r1.digest  # same layers, same config (SOURCE_DATE_EPOCH)
+    assert r2.image.rootfs()["b.txt"].data == b"a\n"
+
+
+def test_touch_and_unrelated_changes_keep_the_cache(ossb, context, base):
+    ctx = context({"a.txt": b"a\n", "other.txt": b"o\n"},
+                  df=f"FROM {base}\nCOPY a.txt /a.txt\nRUN echo ran-two && cat /a.txt > /b.txt\n")
+    build(ossb, ctx)
+    later = time.time() + 1000
+    os.utime(ctx / "a.txt", (later, later))  # touched: same content
+    (ctx / "other.txt").write_bytes(b"changed\n")  # not copied by any step
+    r = build(ossb, ctx)
+    assert not ran(r, "two"), r.stderr
+
+
+def test_changed_copied_file_reruns(ossb, context, base):
+    ctx = context({"a.txt": b"a\n"}, df=f"FROM {base}\nCOPY a.txt /a.txt\nRUN echo ran-three && cat /a.txt > /b.txt\n")
+    build(ossb, ctx)
+    (ctx / "a.txt").write_bytes(b"new\n")
+    r = build(ossb, ctx)
+    assert ran(r, "three")
+    assert r.image.rootfs()["b.txt"].data == b"new\n"
+
+
+def test_env_and_args_are_in_the_key(ossb, context, base):
+    ctx = context({}, df=f"FROM {base}\nARG V=1\nRUN echo ran-four-$V && echo ran-four-$V > /v.txt\n")
+    build(ossb, ctx)
+    r = build(ossb, ctx, "--build-arg", "V=2")
+    assert ran(r, "four-2")
+    assert r.image.rootfs()["v.txt"].data == b"ran-four-2\n"
+    r = build(ossb, ctx, "--build-arg", "V=1")
+    assert not ran(r, "four-1")
+
+
+def test_no_cache(ossb, context, base):
+    ctx = context({}, df=f"FROM {base}\nRUN echo ran-five && touch /f.txt\n")
+    build(ossb, ctx)
+    r = build(ossb, ctx, "--no-cache")
+    assert ran(r, "five")
+
+
+def test_copy_from_rebuilt_stage_is_not_stale(ossb, context, base):
+    ctx = context({"src.txt": b"v1\n"}, df=f"""
+        FROM {base} AS gen
+        COPY src.txt /src.txt
+        RUN echo ran-gen && cp /src.txt /gen.txt
+        FROM {base}
+        COPY --from=gen /gen.txt /final.txt
+        RUN echo ran-final && cat /final.txt > /copy.txt
+        """)
+    build(ossb, ctx)
+    (ctx / "src.txt").write_bytes(b"v2\n")
+    r = build(ossb, ctx)
+    assert ran(r, "gen") and ran(r, "final")
+    assert r.image.rootfs()["copy.txt"].data == b"v2\n"
+
+
+def test_concurrent_builds_share_the_cache(ossb, context, base):
+    ctx = context({"a.txt": b"a\n"}, df=f"FROM {base}\nCOPY a.txt /a.txt\nRUN echo ran-six && touch /x.txt\n")
+    procs = []
+    for i in range(3):
+        out = ossb.path(f"par-{i}")
+        cmd = [str(ossb.binary), "build", "--cache-dir", str(ossb.cache), "--output", f"type=oci,dest={out}",
+               str(ctx)]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=dict(ossb.env, **SDE)))
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e
+    assert len({o.strip().splitlines()[-1] for o, _ in outs}) == 1  # the same image each time
+    r = build(ossb, ctx)
+    assert not ran(r, "six")
+
+
+def test_bind_mount_run_not_served_stale(ossb, context, base):
+    """A RUN reading the context through a bind mount is keyed on more than its text: it runs
+    again when the file changes."""
+    ctx = context({"data.txt": b"v1\n"}, df=f"FROM {base}\nRUN --mount=type=bind,target=/ctx cat /ctx/data.txt > /out.txt\n")
+    build(ossb, ctx)
+    (ctx / "data.txt").write_bytes(b"v2\n")
+    r = build(ossb, ctx)
+    assert r.image.rootfs()["out.txt"].data == b"v2\n"
