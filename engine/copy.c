@@ -245,7 +245,7 @@ static void owner_for(const struct copy_ctx *cc, const struct stat *st, uid_t *u
 
 static int apply_meta(const char *abs, const struct stat *st, uid_t uid, gid_t gid, mode_t mode)
 {
-        if (lchown(abs, uid, gid) < 0 && errno != EPERM)
+        if (lchown(abs, uid, gid) < 0 && errno != EPERM && errno != EINVAL)
                 return -errno;
         if (!S_ISLNK(st->st_mode) && chmod(abs, mode) < 0)
                 return -errno;
@@ -589,7 +589,7 @@ int ossb_copy_write_file(const struct ossb_tree *dst, const char *dest, const vo
         int w = ossb_write_all(fd, data, len);
         if (w < 0)
                 return ossb_error_set(err, w, "cannot write `%s`: %s", abs, strerror(-w));
-        if ((fchown(fd, uid, gid) < 0 && errno != EPERM) || fchmod(fd, mode) < 0)
+        if ((fchown(fd, uid, gid) < 0 && errno != EPERM && errno != EINVAL) || fchmod(fd, mode) < 0)
                 return ossb_error_set(err, -errno, "cannot set owner/mode of `%s`: %m", abs);
         struct timespec ts[2] = { { .tv_sec = mtime }, { .tv_sec = mtime } };
         if (futimens(fd, ts) < 0)

@@ -142,7 +142,7 @@ static int extract_entry(const struct ossb_tree *t, struct archive *a, struct ar
                                        strerror(-r));
         uid_t u = uid >= 0 ? (uid_t) uid : (uid_t) archive_entry_uid(e);
         gid_t g = gid >= 0 ? (gid_t) gid : (gid_t) archive_entry_gid(e);
-        if (lchown(abs, u, g) < 0 && errno != EPERM)
+        if (lchown(abs, u, g) < 0 && errno != EPERM && errno != EINVAL)
                 return ossb_error_set(err, -errno, "ADD: cannot chown `%s`: %m", abs);
         if (type != AE_IFLNK && chmod(abs, mode) < 0)
                 return ossb_error_set(err, -errno, "ADD: cannot chmod `%s`: %m", abs);

@@ -202,7 +202,7 @@ int ossb_tree_mkdir_p(const struct ossb_tree *t, const char *rel, uid_t uid, gid
                 } else if (mkdir(abs, 0755) < 0) {
                         return ossb_error_set(err, -errno, "cannot create directory `/%s`: %m", canon);
                 } else {
-                        if (chmod(abs, 0755) < 0 || (lchown(abs, uid, gid) < 0 && errno != EPERM))
+                        if (chmod(abs, 0755) < 0 || (lchown(abs, uid, gid) < 0 && errno != EPERM && errno != EINVAL))
                                 return ossb_error_set(err, -errno, "cannot set owner/mode of `/%s`: %m", canon);
                         if (mtime >= 0)
                                 (void) set_times(abs, mtime, 0);
@@ -438,7 +438,7 @@ int ossb_copy_xattrs(const char *src, const char *dst)
 
 static int clone_meta(const char *dst, const struct stat *st)
 {
-        if (lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM)
+        if (lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM && errno != EINVAL)
                 return -errno;
         if (!S_ISLNK(st->st_mode) && chmod(dst, st->st_mode & 07777) < 0)
                 return -errno;

@@ -208,9 +208,8 @@ def test_single_id_fallback(rootless, base):
     assert owner(layer(r, 2)["home/app"]) == (0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/copy.c (lchown), engine/rootfs.c and engine/extract.c treat only EPERM "
-                                       "as 'owner cannot be kept'; an unmapped id in a single-id namespace is EINVAL")
 def test_single_id_copy_chown_is_flattened(rootless):
+    """An id the single-id namespace does not map (EINVAL from lchown) is flattened to root."""
     o = rootless(subid=None)
     ctx = o.context({"a.txt": "a\n"}, "FROM scratch\nCOPY --chown=1000:1000 a.txt /a.txt\n")
     r = o.build_ok(ctx)
