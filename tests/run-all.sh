@@ -5,6 +5,7 @@
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (a copy of the sources,
 #      built in $OSSB_TEST_WORK/asan)
 #   3. integration tests (pytest, tests/integration) against real tools: skopeo, umoci, ...
+#   4. as root: the RUN suites again with ossb run as a non-root user (rootless)
 # Ends with "N passed, N failed, N skipped"; exits non-zero when anything failed.
 #   SKIP_ASAN=1 skips step 2; SKIP_INTEGRATION=1 skips step 3.
 set -uo pipefail
@@ -68,14 +69,11 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
 	fi
 fi
 
-# 3. integration tests
-if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
-	echo "=== integration: pytest tests/integration"
-	# Debian's python3 (with python3-pytest), not another python3 that may come first on PATH
-	OSSB=${OSSB:-$src/ossb} /usr/bin/python3 -m pytest "$src/tests/integration" -q -rfEs \
-		--junitxml="$work/integration.xml" -p no:cacheprovider 2>&1 | tail -60
-	if [ -f "$work/integration.xml" ]; then
-		read -r t f e s < <(/usr/bin/python3 - "$work/integration.xml" <<'PY'
+# 3. integration tests, and 4. the RUN suites again with ossb run by a non-root user (uid
+# 65534; pytest stays root to set up registries): rootless builds in a user namespace
+count_junit() { # XML NAME
+	if [ -f "$1" ]; then
+		read -r t f e s < <(/usr/bin/python3 - "$1" <<'PY'
 import sys, xml.etree.ElementTree as ET
 r = ET.parse(sys.argv[1]).getroot()
 suites = [r] if r.tag == "testsuite" else list(r)
@@ -89,10 +87,26 @@ PY
 		passed=$((passed + t - f - e - s))
 		failed=$((failed + f + e))
 		skipped=$((skipped + s))
-		[ "$t" -gt 0 ] || { echo "integration: no test ran"; failed=$((failed + 1)); }
+		[ "$t" -gt 0 ] || { echo "$2: no test ran"; failed=$((failed + 1)); }
 	else
-		echo "integration: pytest produced no report"
+		echo "$2: pytest produced no report"
 		failed=$((failed + 1))
+	fi
+}
+
+if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
+	echo "=== integration: pytest tests/integration"
+	# Debian's python3 (with python3-pytest), not another python3 that may come first on PATH
+	OSSB=${OSSB:-$src/ossb} /usr/bin/python3 -m pytest "$src/tests/integration" -q -rfEs \
+		--junitxml="$work/integration.xml" -p no:cacheprovider 2>&1 | tail -60
+	count_junit "$work/integration.xml" integration
+	if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+		echo "=== rootless: the RUN suites with ossb as uid 65534"
+		OSSB_TEST_AS_USER=65534 OSSB=${OSSB:-$src/ossb} /usr/bin/python3 -m pytest -q -rfEs \
+			"$src/tests/integration/test_run.py" "$src/tests/integration/test_run_mounts.py" \
+			"$src/tests/integration/test_cache.py" "$src/tests/integration/test_multistage.py" \
+			--junitxml="$work/rootless.xml" -p no:cacheprovider 2>&1 | tail -30
+		count_junit "$work/rootless.xml" rootless
 	fi
 fi
 
