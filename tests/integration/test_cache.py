@@ -119,3 +119,19 @@ def test_bind_mount_run_not_served_stale(ossb, context, base):
     (ctx / "data.txt").write_bytes(b"v2\n")
     r = build(ossb, ctx)
     assert r.image.rootfs()["out.txt"].data == b"v2\n"
+
+
+def test_prune_empties_the_cache(ossb, context, base):
+    ctx = context({}, df=f"FROM {base}\nRUN echo ran-seven && head -c 100000 /dev/urandom > /r.bin\n")
+    build(ossb, ctx)
+    assert not ran(build(ossb, ctx), "seven")
+    r = ossb.run("prune", "--keep-storage", "1g", "--cache-dir", ossb.cache)
+    assert r.returncode == 0 and r.stdout.strip() == "0 bytes freed", str(r)
+    assert not ran(build(ossb, ctx), "seven")  # within 1 GiB: kept
+    r = ossb.run("prune", "--cache-dir", ossb.cache)
+    assert r.returncode == 0, str(r)
+    freed = int(r.stdout.split()[0])
+    assert freed > 100000, r.stdout  # the random layer's blob went with its entry
+    assert ran(build(ossb, ctx), "seven")
+    r = ossb.run("prune", "--keep-storage", "lots", "--cache-dir", ossb.cache)
+    assert r.returncode == 2 and "--keep-storage" in r.stderr
