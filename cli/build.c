@@ -59,6 +59,8 @@ static const char build_usage[] =
         "      --compression-level N    Compression level (gzip 1-9, zstd 1-19)\n"
         "      --no-cache               Run every RUN step even when the step cache has its result\n"
         "                               (results are still stored for later builds)\n"
+        "      --no-cache-filter STAGE  Like --no-cache for the RUN steps of STAGE only (repeatable,\n"
+        "                               or comma-separated)\n"
         "      --iidfile FILE           Write the image ID (config digest) to FILE\n"
         "      --metadata-file FILE     Write build metadata (JSON, with the image digest) to FILE\n"
         "      --cache-dir DIR          State directory (default $OSSB_CACHE_DIR, then\n"
@@ -97,6 +99,7 @@ enum {
         OPT_PUSH,
         OPT_SNAPSHOTTER,
         OPT_JOBS,
+        OPT_NO_CACHE_FILTER,
         OPT_NETWORK,
         OPT_SECRET,
         OPT_MEMORY,
@@ -119,6 +122,7 @@ struct build_cli {
         char *dockerfile_data;
         char *dockerfile_name;
         struct ossb_cli_registry reg;
+        char **no_cache_filter;
 };
 
 static void build_cli_free(struct build_cli *c)
@@ -134,6 +138,7 @@ static void build_cli_free(struct build_cli *c)
         free(c->dockerfile_data);
         free(c->dockerfile_name);
         ossb_cli_registry_clear(&c->reg);
+        ossb_strv_free(c->no_cache_filter);
 }
 
 static int add_build_arg(struct build_cli *c, const char *arg)
@@ -284,6 +289,7 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 { "push", no_argument, NULL, OPT_PUSH },
                 { "snapshotter", required_argument, NULL, OPT_SNAPSHOTTER },
                 { "jobs", required_argument, NULL, 'j' },
+                { "no-cache-filter", required_argument, NULL, OPT_NO_CACHE_FILTER },
                 { "network", required_argument, NULL, OPT_NETWORK },
                 { "secret", required_argument, NULL, OPT_SECRET },
                 { "memory", required_argument, NULL, OPT_MEMORY },
@@ -316,6 +322,15 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                         c->opts.jobs = (int) v;
                         break;
                 }
+                case OPT_NO_CACHE_FILTER:
+                        for (char *p = optarg, *next; p && *p && r >= 0; p = next) {
+                                next = strchr(p, ',');
+                                _cleanup_free_ char *one = next ? strndup(p, (size_t) (next - p)) : strdup(p);
+                                if (next)
+                                        next++;
+                                r = one && *one ? ossb_strv_push(&c->no_cache_filter, one) : (one ? 0 : -ENOMEM);
+                        }
+                        break;
                 case OPT_SNAPSHOTTER:
                         if (ossb_snapshot_backend_parse(optarg, &c->opts.snapshotter) < 0)
                                 return ossb_cli_usage_error("build ", "invalid --snapshotter `%s` (auto, overlay, native)", optarg);
@@ -504,6 +519,7 @@ int ossb_cmd_build(int argc, char **argv)
                 c.opts.outputs = c.outputs;
                 c.opts.n_outputs = c.n_outputs;
                 c.opts.cache_dir = c.cache_dir;
+                c.opts.no_cache_filter = c.no_cache_filter;
                 c.opts.registry_auth_file = c.reg.auth_file;
                 if (ossb_cli_registry_load(&c.reg, &err) < 0) {
                         r = ossb_cli_fail(err);

@@ -78,6 +78,8 @@ struct ossb_build_opts {
         int64_t memory_limit;               /* --memory: bytes for each RUN step's cgroup; 0: none */
         int64_t cpu_millis;                 /* --cpus in thousandths of a CPU; 0: none */
         int64_t pids_limit;                 /* --pids-limit; 0: none */
+        char *const *no_cache_filter;       /* --no-cache-filter: stage names whose RUN steps skip the
+                                             * cache lookup (NULL-terminated, may be NULL) */
         int jobs;                           /* --jobs: stages built at once; <= 0: the CPUs ossb may use */
 };
 

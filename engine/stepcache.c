@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -82,6 +83,19 @@ static bool run_reads_binds(const struct ossb_df_inst *inst)
         for (size_t i = 0; inst->kind == OSSB_DF_RUN && inst->run_mounts && inst->run_mounts[i]; i++) {
                 const char *m = inst->run_mounts[i];
                 if (!strstr(m, "type=") || strstr(m, "type=bind") || strstr(m, "from="))
+                        return true;
+        }
+        return false;
+}
+
+/* --no-cache-filter names this stage (by name, or by index for unnamed stages). */
+static bool filtered(const struct build *b, const struct stage_state *s)
+{
+        char idx[24];
+        snprintf(idx, sizeof(idx), "%zu", s->stage->index);
+        for (size_t i = 0; b->opts->no_cache_filter && b->opts->no_cache_filter[i]; i++) {
+                const char *f = b->opts->no_cache_filter[i];
+                if ((s->stage->name && strcasecmp(f, s->stage->name) == 0) || streq(f, idx))
                         return true;
         }
         return false;
@@ -216,7 +230,7 @@ int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const stru
         struct ossb_cache_entry e = { 0 };
         bool hit = false;
         *ret_hit = false;
-        if (!b->cache || b->opts->no_cache || !s->exported || run_reads_binds(inst))
+        if (!b->cache || b->opts->no_cache || !s->exported || run_reads_binds(inst) || filtered(b, s))
                 return 0;
         int r = ossb_cache_get(b->cache, s->step_key, &e, &hit, err);
         if (r < 0)

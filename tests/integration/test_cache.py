@@ -135,3 +135,18 @@ def test_prune_empties_the_cache(ossb, context, base):
     assert ran(build(ossb, ctx), "seven")
     r = ossb.run("prune", "--keep-storage", "lots", "--cache-dir", ossb.cache)
     assert r.returncode == 2 and "--keep-storage" in r.stderr
+
+
+def test_no_cache_filter(ossb, context, base):
+    ctx = context({}, df=f"""
+        FROM {base} AS one
+        RUN echo ran-one-stage && touch /one
+        FROM one
+        RUN echo ran-final-stage && touch /final
+        """)
+    build(ossb, ctx)
+    r = build(ossb, ctx, "--no-cache-filter", "one")
+    assert ran(r, "one-stage") and not ran(r, "final-stage")  # only the named stage runs again
+    r = build(ossb, ctx, "--no-cache-filter", "1")
+    assert not ran(r, "one-stage") and ran(r, "final-stage")
+    assert {"one", "final"} <= set(r.image.rootfs())
