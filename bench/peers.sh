@@ -18,6 +18,21 @@ rm -rf "$merged" && mkdir -p "$merged/cases"
 for f in "$shared"/*; do
 	[ "$(basename "$f")" = cases ] || ln -s "$f" "$merged/$(basename "$f")"
 done
-for c in "$shared"/cases/* "$here"/cases/*; do ln -s "$c" "$merged/cases/$(basename "$c")"; done
+# a case's files are linked one by one; a small file whose whole text is a relative path to
+# an existing file or folder (a git symlink flattened into text when the harness was copied,
+# e.g. cases/rebuild/Dockerfile -> ../busybox-run/Dockerfile) becomes that symlink again
+for c in "$shared"/cases/* "$here"/cases/*; do
+	d=$merged/cases/$(basename "$c")
+	mkdir -p "$d"
+	for f in "$c"/*; do
+		t=
+		if [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 200 ] && [ "$(wc -l <"$f")" -le 1 ]; then
+			t=$(cat "$f")
+			case $t in ../* | ./*) [ -e "$c/$t" ] || t= ;; *) t= ;; esac
+		fi
+		if [ -n "$t" ]; then ln -s "$(cd "$(dirname "$c/$t")" && pwd)/$(basename "$t")" "$d/$(basename "$f")"
+		else ln -s "$f" "$d/$(basename "$f")"; fi
+	done
+done
 export OSSB=${OSSB:-$(cd "$here/.." && pwd)/ossb}
 exec env BENCH_DIR="$merged" "$merged/peers.sh" "$@"
