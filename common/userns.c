@@ -352,12 +352,22 @@ static int map_ids(const struct plan *p, char **ret_reason, struct ossb_error **
         return (!uid_done || !gid_done) && !*ret_reason ? ossb_error_set(err, -ENOMEM, "out of memory") : 0;
 }
 
+/* In a coverage build, write the helper's counters before _exit() (which skips the atexit
+ * handler gcov uses); a no-op otherwise. */
+extern void __gcov_dump(void) __attribute__((weak));
+_Noreturn static void helper_exit(int code)
+{
+        if (__gcov_dump)
+                __gcov_dump();
+        _exit(code);
+}
+
 /* Report: "F" (full), "S<reason>" (single-id) or "E<errno> <message>". */
 _Noreturn static void helper_main(const struct plan *p, int go_fd, int report_fd)
 {
         char go;
         if (read(go_fd, &go, 1) != 1)
-                _exit(0); /* the process did not unshare: nothing to map */
+                helper_exit(0); /* the process did not unshare: nothing to map */
         struct ossb_error *e = NULL;
         _cleanup_free_ char *reason = NULL, *msg = NULL;
         int r = map_ids(p, &reason, &e);
@@ -368,7 +378,7 @@ _Noreturn static void helper_main(const struct plan *p, int go_fd, int report_fd
         if (r >= 0)
                 (void) ossb_write_all(report_fd, msg, strlen(msg));
         ossb_error_free(e);
-        _exit(r >= 0 ? 0 : 1);
+        helper_exit(r >= 0 ? 0 : 1);
 }
 
 /* ---- the process itself ---- */
