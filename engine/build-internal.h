@@ -30,6 +30,7 @@ struct stage_state {
         char from_digest[OSSB_DIGEST_STR_LEN + 1]; /* FROM <image>: the manifest pulled */
         char cache_key[65];           /* step cache chain (engine/stepcache.c) */
         char step_key[65];            /* the key of the step being run */
+        char sources_digest[65];      /* COPY/ADD: its sources' digest, computed once per step */
         int step_id;                  /* its progress id */
         bool done;
         char *base_image;             /* FROM, expanded */
@@ -118,6 +119,12 @@ int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const stru
                               const char *created_by, bool *ret_hit, struct ossb_error **err);
 int ossb_stepcache_run_store(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, bool empty,
                              const char *digest, int64_t size, const char *diff_id);
+
+/* COPY/ADD: a hit applies the cached layer and history; *key (65 bytes) is what to store
+ * under after a miss ("" when the step is not cached). */
+int ossb_stepcache_copy_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                               char key[65], bool *ret_hit, struct ossb_error **err);
+void ossb_stepcache_copy_store(struct build *b, struct stage_state *s, const char *key, const char *created_by);
 
 /* baseimage.c */
 /* Pull FROM <image> for stage s into the directory `dir` (its root): layers unpacked, config,

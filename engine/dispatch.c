@@ -985,6 +985,13 @@ static int do_copy(struct build *b, struct stage_state *s, const struct ossb_df_
         j.env = ossb_stage_env(s);
         if (!j.env)
                 return oom(err);
+        char ckey[65] = "";
+        bool hit = false;
+        r = ossb_stepcache_copy_lookup(b, s, inst, ckey, &hit, err);
+        if (r < 0 || hit) {
+                ossb_strv_free(j.env);
+                return r;
+        }
         r = copy_prepare(&j, err);
         if (r >= 0)
                 r = source_tree(&j, &src, &from_context, err);
@@ -1028,6 +1035,8 @@ static int do_copy(struct build *b, struct stage_state *s, const struct ossb_df_
                 r = oom(err);
         if (r >= 0)
                 r = commit_layer(b, s, &j.changes, msg, err);
+        if (r >= 0)
+                ossb_stepcache_copy_store(b, s, ckey, msg);
         ossb_changes_clear(&j.changes);
         ossb_strv_free(j.env);
         free(j.dest);

@@ -70,6 +70,13 @@ int ossb_stepcache_step_key(struct build *b, struct stage_state *s, const struct
                 r = ossb_cache_key_add_str(&k, "config", ossb_json_to_string(cfg));
         if (r >= 0)
                 r = ossb_cache_key_add_u64(&k, "network-none", b->opts->network_none);
+        /* how layers are written: a cached layer must be what this build would write */
+        if (r >= 0)
+                r = ossb_cache_key_add_u64(&k, "compression", (uint64_t) b->opts->compression);
+        if (r >= 0)
+                r = ossb_cache_key_add_u64(&k, "level", (uint64_t) (int64_t) b->opts->compression_level);
+        if (r >= 0)
+                r = ossb_cache_key_add_u64(&k, "source-date-epoch", (uint64_t) b->opts->source_date_epoch);
         if (r >= 0)
                 r = ossb_cache_key_final(&k, s->step_key);
         ossb_cache_key_clear(&k);
@@ -191,11 +198,13 @@ int ossb_stepcache_advance(struct build *b, struct stage_state *s, const struct 
         int r = ossb_cache_key_init(&k, s->step_key);
         if (r >= 0 && (inst->kind == OSSB_DF_COPY || inst->kind == OSSB_DF_ADD)) {
                 /* what the step copied, by content (not mtimes), as BuildKit keys COPY */
-                r = copy_digest(b, s, inst, digest, err);
-                if (r < 0) {
+                if (s->sources_digest[0])
+                        memcpy(digest, s->sources_digest, sizeof(digest));
+                else if ((r = copy_digest(b, s, inst, digest, err)) < 0) {
                         ossb_cache_key_clear(&k);
                         return r;
                 }
+                s->sources_digest[0] = '\0';
                 r = ossb_cache_key_add_str(&k, "sources", digest);
         } else if (r >= 0 && run_reads_binds(inst)) {
                 snprintf(digest, sizeof(digest), "%064lx", (unsigned long) getpid() ^ (unsigned long) (uintptr_t) s);
@@ -269,4 +278,93 @@ int ossb_stepcache_run_store(struct build *b, struct stage_state *s, const struc
                 ossb_error_free(err);
         }
         return 0;
+}
+
+/* ---- COPY/ADD ------------------------------------------------------------------------------ */
+
+/* The cache key of a COPY/ADD: H(step key, its sources' digest); 0 when the step is not
+ * cached (no cache, a stage only copied from, a remote source: *ret_key empty). */
+static int copy_key(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, char key[65],
+                    struct ossb_error **err)
+{
+        struct ossb_cache_key k = { 0 };
+        key[0] = '\0';
+        s->sources_digest[0] = '\0';
+        if (!b->cache || !s->exported)
+                return 0;
+        char digest[65];
+        int r = copy_digest(b, s, inst, digest, err);
+        if (r < 0)
+                return r;
+        memcpy(s->sources_digest, digest, sizeof(digest));
+        _cleanup_strv_free_ char **paths = NULL;
+        if ((r = copy_sources(b, s, inst, &paths, err)) < 0)
+                return r;
+        if (!paths) /* remote: never cached */
+                return 0;
+        r = ossb_cache_key_init(&k, s->step_key);
+        if (r >= 0)
+                r = ossb_cache_key_add_str(&k, "copy-sources", digest);
+        if (r >= 0)
+                r = ossb_cache_key_final(&k, key);
+        ossb_cache_key_clear(&k);
+        return r < 0 ? oom(err) : 0;
+}
+
+int ossb_stepcache_copy_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                               char key[65], bool *ret_hit, struct ossb_error **err)
+{
+        struct ossb_cache_entry e = { 0 };
+        bool hit = false;
+        *ret_hit = false;
+        int r = copy_key(b, s, inst, key, err);
+        if (r < 0 || !key[0] || b->opts->no_cache || filtered(b, s))
+                return r;
+        r = ossb_cache_get(b->cache, key, &e, &hit, err);
+        if (r < 0)
+                return r;
+        json_object *extra = NULL;
+        if (hit && (e.empty || !ossb_store_has(b->store, e.digest) || !e.extra ||
+                    ossb_json_parse(e.extra, strlen(e.extra), 1 << 20, &extra, NULL) < 0 ||
+                    !json_object_is_type(extra, json_type_string))) {
+                (void) ossb_cache_remove(b->cache, key, NULL);
+                hit = false;
+        }
+        if (hit) {
+                r = apply_hit(b, s, &e, json_object_get_string(extra), err);
+                if (r >= 0) {
+                        ossb_progress_note(b, s->step_id, "CACHED");
+                        *ret_hit = true;
+                }
+        }
+        if (extra)
+                json_object_put(extra);
+        ossb_cache_entry_clear(&e);
+        return r;
+}
+
+void ossb_stepcache_copy_store(struct build *b, struct stage_state *s, const char *key, const char *created_by)
+{
+        if (!b->cache || !key[0] || !s->exported || !s->n_layers)
+                return;
+        const struct ossb_descriptor *d = &s->layers[s->n_layers - 1];
+        json_object *rootfs = NULL, *ids = NULL, *str = json_object_new_string(created_by);
+        json_object_object_get_ex(s->img, "rootfs", &rootfs);
+        json_object_object_get_ex(rootfs, "diff_ids", &ids);
+        size_t n = ids ? json_object_array_length(ids) : 0;
+        const char *diff_id = n ? json_object_get_string(json_object_array_get_idx(ids, n - 1)) : NULL;
+        if (!str || !diff_id) {
+                json_object_put(str);
+                return;
+        }
+        struct ossb_cache_entry e = { .size = d->size, .media_type = d->media_type,
+                                      .extra = (char *) ossb_json_to_string(str) };
+        snprintf(e.digest, sizeof(e.digest), "%s", d->digest);
+        snprintf(e.diff_id, sizeof(e.diff_id), "%s", diff_id);
+        struct ossb_error *err = NULL;
+        if (ossb_cache_put(b->cache, key, &e, &err) < 0) {
+                log_warn("step cache: %s", err && err->msg ? err->msg : "cannot store the entry");
+                ossb_error_free(err);
+        }
+        json_object_put(str);
 }

@@ -150,3 +150,21 @@ def test_no_cache_filter(ossb, context, base):
     r = build(ossb, ctx, "--no-cache-filter", "1")
     assert not ran(r, "one-stage") and ran(r, "final-stage")
     assert {"one", "final"} <= set(r.image.rootfs())
+
+
+def test_copy_layers_are_cached(ossb, context, base):
+    """A COPY whose sources did not change reuses its layer (same digest), also after a touch;
+    a changed source makes a new layer."""
+    ctx = context({"a.txt": b"a\n", "d/b.txt": b"b\n"}, df=f"FROM {base}\nCOPY a.txt d /app/\n")
+    r1 = ossb.build_ok(ctx, "--progress=plain")
+    r2 = ossb.build_ok(ctx, "--progress=plain")
+    assert "CACHED" in r2.stderr
+    assert r2.image.manifest["layers"][-1]["digest"] == r1.image.manifest["layers"][-1]["digest"]
+    later = time.time() + 500
+    os.utime(ctx / "a.txt", (later, later))
+    r3 = ossb.build_ok(ctx, "--progress=plain")
+    assert "CACHED" in r3.stderr
+    (ctx / "d" / "b.txt").write_bytes(b"changed\n")
+    r4 = ossb.build_ok(ctx, "--progress=plain")
+    assert "CACHED" not in r4.stderr
+    assert r4.image.rootfs()["app/b.txt"].data == b"changed\n"
