@@ -58,7 +58,6 @@ struct ossb_cli_registry {
 int ossb_cli_registry_option(struct ossb_cli_registry *r, int opt, const char *arg);
 int ossb_cli_registry_load(struct ossb_cli_registry *r, struct ossb_error **err);
 void ossb_cli_registry_clear(struct ossb_cli_registry *r);
-enum ossb_display_mode ossb_cli_display_mode(enum ossb_progress_mode m);
 
 /* What pull, push and inspect work with. */
 struct ossb_cli_session {

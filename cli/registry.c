@@ -68,22 +68,6 @@ int ossb_cli_registry_load(struct ossb_cli_registry *r, struct ossb_error **err)
         return ossb_regconf_new(r->insecure, r->mirrors, conf, r->cert_dir, &r->conf, err);
 }
 
-enum ossb_display_mode ossb_cli_display_mode(enum ossb_progress_mode m)
-{
-        switch (m) {
-        case OSSB_PROGRESS_JSON:
-                return OSSB_DISPLAY_JSON;
-        case OSSB_PROGRESS_QUIET:
-                return OSSB_DISPLAY_QUIET;
-        case OSSB_PROGRESS_TTY:
-                return OSSB_DISPLAY_TTY;
-        case OSSB_PROGRESS_PLAIN:
-                return OSSB_DISPLAY_PLAIN;
-        default:
-                return isatty(STDERR_FILENO) ? OSSB_DISPLAY_TTY : OSSB_DISPLAY_PLAIN;
-        }
-}
-
 int ossb_cli_session_open(struct ossb_cli_session *s, const char *cache_dir_flag, enum ossb_progress_mode progress,
                           struct ossb_error **err)
 {
@@ -103,7 +87,7 @@ int ossb_cli_session_open(struct ossb_cli_session *s, const char *cache_dir_flag
         r = ossb_cli_registry_load(&s->reg_opts, err);
         if (r < 0)
                 return r;
-        ossb_transfer_display_init(&s->display, ossb_cli_display_mode(progress));
+        ossb_transfer_display_init(&s->display, ossb_progress_display_mode(progress));
         struct ossb_registry_opts o = {
                 .conf = s->reg_opts.conf,
                 .auth_file = s->reg_opts.auth_file,

@@ -17,20 +17,6 @@
 #include "registry/push.h"
 #include "registry/reference.h"
 
-static enum ossb_display_mode display_mode(const struct build *b)
-{
-        switch (b->progress.mode) {
-        case OSSB_PROGRESS_JSON:
-                return OSSB_DISPLAY_JSON;
-        case OSSB_PROGRESS_QUIET:
-                return OSSB_DISPLAY_QUIET;
-        case OSSB_PROGRESS_TTY:
-                return OSSB_DISPLAY_TTY;
-        default:
-                return OSSB_DISPLAY_PLAIN;
-        }
-}
-
 static int registry(struct build *b, struct ossb_registry **ret, struct ossb_error **err)
 {
         if (b->reg) {
@@ -44,7 +30,7 @@ static int registry(struct build *b, struct ossb_registry **ret, struct ossb_err
                         return r;
                 conf = b->own_regconf;
         }
-        ossb_transfer_display_init(&b->display, display_mode(b));
+        ossb_transfer_display_init(&b->display, ossb_progress_display_mode(b->progress.mode));
         struct ossb_registry_opts o = {
                 .conf = conf,
                 .auth_file = b->opts->registry_auth_file,
@@ -242,7 +228,7 @@ int ossb_push_result(struct build *b, const struct ossb_descriptor *manifest, ch
         if (r >= 0)
                 r = registry(b, &reg, err);
         if (r >= 0) {
-                ossb_transfer_display_init(&b->display, display_mode(b)); /* count the push alone */
+                ossb_transfer_display_init(&b->display, ossb_progress_display_mode(b->progress.mode)); /* count the push alone */
                 r = ossb_push(reg, b->store, manifest, parsed, n, digest, err);
         }
         for (size_t i = 0; parsed && i < n; i++)

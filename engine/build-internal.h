@@ -112,7 +112,7 @@ int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_i
 int ossb_stepcache_from(struct build *b, struct stage_state *s, const char *what, struct ossb_error **err);
 int ossb_stepcache_step_key(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
                             struct ossb_error **err);
-int ossb_stepcache_advance(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, size_t layers_before,
+int ossb_stepcache_advance(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
                            struct ossb_error **err);
 /* RUN: a hit applies the cached layer (and history) and sets *ret_hit. */
 int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,

@@ -424,13 +424,12 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
 static int dispatch_step(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, int id,
                          struct ossb_error **err)
 {
-        size_t layers_before = s->n_layers;
         s->step_id = id;
         int r = ossb_stepcache_step_key(b, s, inst, err);
         if (r >= 0)
                 r = ossb_dispatch(b, s, inst, err);
         if (r >= 0)
-                r = ossb_stepcache_advance(b, s, inst, layers_before, err);
+                r = ossb_stepcache_advance(b, s, inst, err);
         return r;
 }
 

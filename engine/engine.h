@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/sha256.h"
 #include "oci/layer.h"
+#include "registry/progress.h"
 #include "registry/regconf.h"
 #include "snapshotter/snapshotter.h"
 
@@ -44,6 +45,8 @@ enum ossb_progress_mode {
 };
 
 int ossb_progress_mode_parse(const char *s, enum ossb_progress_mode *ret);
+/* How blob transfers are shown for a progress mode (auto: a live line on a terminal). */
+enum ossb_display_mode ossb_progress_display_mode(enum ossb_progress_mode m);
 
 struct ossb_build_opts {
         const char *context_dir;

@@ -31,6 +31,22 @@ int ossb_progress_mode_parse(const char *s, enum ossb_progress_mode *ret)
         return -1;
 }
 
+enum ossb_display_mode ossb_progress_display_mode(enum ossb_progress_mode m)
+{
+        switch (m) {
+        case OSSB_PROGRESS_JSON:
+                return OSSB_DISPLAY_JSON;
+        case OSSB_PROGRESS_QUIET:
+                return OSSB_DISPLAY_QUIET;
+        case OSSB_PROGRESS_TTY:
+                return OSSB_DISPLAY_TTY;
+        case OSSB_PROGRESS_PLAIN:
+                return OSSB_DISPLAY_PLAIN;
+        default:
+                return isatty(STDERR_FILENO) ? OSSB_DISPLAY_TTY : OSSB_DISPLAY_PLAIN;
+        }
+}
+
 int64_t ossb_now_ns(void)
 {
         struct timespec ts;

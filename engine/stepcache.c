@@ -152,8 +152,15 @@ static int copy_sources(struct build *b, struct stage_state *s, const struct oss
         return 0;
 }
 
-/* H(paths of the COPY/ADD sources in their tree), or a per-build nonce when it cannot be
- * computed (a remote source), so that no later build matches by mistake. */
+/* A value no other build produces: for what cannot be keyed by content. */
+static void unique_digest(const struct stage_state *s, char out[65])
+{
+        snprintf(out, 65, "%064lx", (unsigned long) getpid() ^ (unsigned long) (uintptr_t) s);
+}
+
+/* H(paths of the COPY/ADD sources in their tree): 0.  When that cannot be computed (a remote
+ * source, or a source the walk cannot read) a per-build unique value, so that no later build
+ * matches by mistake: 1. */
 static int copy_digest(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, char out[65],
                        struct ossb_error **err)
 {
@@ -163,10 +170,13 @@ static int copy_digest(struct build *b, struct stage_state *s, const struct ossb
         int r = copy_sources(b, s, inst, &paths, err);
         if (r < 0)
                 return r;
-        if (r >= 0 && paths && inst->copy_from) {
-                _cleanup_strv_free_ char **env = ossb_stage_env(s);
+        if (!paths) {
+                unique_digest(s, out);
+                return 1;
+        }
+        if (inst->copy_from) {
                 _cleanup_free_ char *from = NULL;
-                r = env ? ossb_expand(b, b->meta_env, inst->copy_from, &from, err) : oom(err);
+                r = ossb_expand(b, b->meta_env, inst->copy_from, &from, err);
                 if (r < 0)
                         return r;
                 struct stage_state *src = ossb_find_stage(b, from);
@@ -176,25 +186,21 @@ static int copy_digest(struct build *b, struct stage_state *s, const struct ossb
                         return r;
                 di = NULL;
         }
-        if (!paths) {
-                snprintf(out, 65, "%064lx", (unsigned long) getpid() ^ (unsigned long) (uintptr_t) s);
-                return 0;
-        }
         struct ossb_error *e = NULL;
         r = ossb_cache_digest_paths_at(tree->fd, paths, di ? ignore_filter : NULL, (void *) di, out, &e);
-        if (r < 0) { /* the step succeeded, so a source is e.g. a glob's non-match: be unique */
+        if (r < 0) { /* the step succeeded, so a source is e.g. a glob's non-match */
                 ossb_error_free(e);
-                snprintf(out, 65, "%064lx", (unsigned long) getpid() ^ (unsigned long) (uintptr_t) s);
+                unique_digest(s, out);
+                return 1;
         }
         return 0;
 }
 
-int ossb_stepcache_advance(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, size_t layers_before,
+int ossb_stepcache_advance(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
                            struct ossb_error **err)
 {
         struct ossb_cache_key k = { 0 };
         char digest[65];
-        (void) layers_before;
         int r = ossb_cache_key_init(&k, s->step_key);
         if (r >= 0 && (inst->kind == OSSB_DF_COPY || inst->kind == OSSB_DF_ADD)) {
                 /* what the step copied, by content (not mtimes), as BuildKit keys COPY */
@@ -207,7 +213,7 @@ int ossb_stepcache_advance(struct build *b, struct stage_state *s, const struct 
                 s->sources_digest[0] = '\0';
                 r = ossb_cache_key_add_str(&k, "sources", digest);
         } else if (r >= 0 && run_reads_binds(inst)) {
-                snprintf(digest, sizeof(digest), "%064lx", (unsigned long) getpid() ^ (unsigned long) (uintptr_t) s);
+                unique_digest(s, digest);
                 r = ossb_cache_key_add_str(&k, "unkeyed-mount", digest);
         }
         if (r >= 0)
@@ -297,10 +303,7 @@ static int copy_key(struct build *b, struct stage_state *s, const struct ossb_df
         if (r < 0)
                 return r;
         memcpy(s->sources_digest, digest, sizeof(digest));
-        _cleanup_strv_free_ char **paths = NULL;
-        if ((r = copy_sources(b, s, inst, &paths, err)) < 0)
-                return r;
-        if (!paths) /* remote: never cached */
+        if (r > 0) /* not keyed by content: never cached */
                 return 0;
         r = ossb_cache_key_init(&k, s->step_key);
         if (r >= 0)

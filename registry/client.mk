@@ -7,6 +7,7 @@ libossb_registry_la_SOURCES += \
 
 check_PROGRAMS += tests/unit/test-registry-client
 TESTS += tests/unit/test-registry-client.sh
-tests_unit_test_registry_client_SOURCES = tests/unit/test-registry-client.c tests/unit/tap.h
+tests_unit_test_registry_client_SOURCES = tests/unit/test-registry-client.c tests/unit/registry-client-fixtures.h \
+	tests/unit/tap.h
 tests_unit_test_registry_client_LDADD = $(OSSB_LIBS)
 EXTRA_DIST += tests/unit/test-registry-client.sh tests/unit/registry-fault-server.py
