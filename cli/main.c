@@ -121,11 +121,12 @@ static int parse_globals(int *argc, char ***argv)
 }
 
 /* Rootless (common/userns.h): build, pull and push run as root of a user namespace of their
- * own when started by another user, so that file owners are kept and RUN can mount.  Must run
- * before any thread exists. */
+ * own when started by another user, so that file owners are kept and RUN can mount; prune
+ * too, to remove the unpacked layers builds left owned by subordinate ids.  Must run before
+ * any thread exists. */
 static int enter_userns(const char *cmd)
 {
-        if (!streq(cmd, "build") && !streq(cmd, "pull") && !streq(cmd, "push"))
+        if (!streq(cmd, "build") && !streq(cmd, "pull") && !streq(cmd, "push") && !streq(cmd, "prune"))
                 return 0;
         enum ossb_userns_mode mode;
         _cleanup_free_ char *note = NULL;

@@ -1,5 +1,6 @@
 /* cli/prune.c - `ossb prune [--keep-storage SIZE] [--cache-dir DIR]`: evict step-cache
- * entries, least recently used first, and the layer blobs only they referenced. */
+ * entries, least recently used first, and the layer blobs only they referenced; and unpacked
+ * base layers (snapshotter/layerstore.h) that no build uses. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include "common/fs.h"
 #include "engine/cache.h"
 #include "oci/store.h"
+#include "snapshotter/layerstore.h"
 
 static const char prune_usage[] =
         "Usage: ossb prune [--keep-storage SIZE] [--cache-dir DIR]\n"
@@ -20,7 +22,9 @@ static const char prune_usage[] =
         "Remove step-cache entries, least recently used first, until the layers the remaining\n"
         "entries reference take at most SIZE (bytes, or with a suffix: 512m, 10g; default 0:\n"
         "remove every entry), and delete the layer blobs only evicted entries referenced.\n"
-        "Prints the bytes freed.  Builds sharing the cache directory may run meanwhile.\n";
+        "Unpacked base layers no running build uses go the same way, least recently used\n"
+        "first, until they take at most SIZE too.  Prints the bytes freed.  Builds sharing the\n"
+        "cache directory may run meanwhile.\n";
 
 /* "1024", "512k", "512m", "10g" (powers of 1024), "1.5g". */
 static int parse_size(const char *s, int64_t *ret)
@@ -96,6 +100,10 @@ int ossb_cmd_prune(int argc, char **argv)
                 r = ossb_cache_open(cache, &c, &err);
         if (r >= 0)
                 r = ossb_cache_prune(c, store, keep, &freed, &err);
+        int64_t freed_layers = 0;
+        if (r >= 0)
+                r = ossb_layerstore_prune(cache, keep, &freed_layers, &err);
+        freed += freed_layers;
         ossb_cache_free(c);
         ossb_store_free(store);
         if (r < 0)

@@ -118,9 +118,10 @@ static void platform_from_config(json_object *img, struct ossb_platform_spec *p)
                 snprintf(p->variant, sizeof(p->variant), "%s", json_object_get_string(v));
 }
 
-/* Pull `name` for platform p and unpack it into dir. */
-static int pull_into(struct build *b, const char *name, const struct ossb_platform_spec *p, const char *dir,
-                     struct ossb_pulled_image *ret, struct ossb_error **err)
+/* Pull `name` for platform p and unpack it into dir, or with a stacked stage s, stack its
+ * layers from the layer store. */
+static int pull_into(struct build *b, struct stage_state *s, const char *name, const struct ossb_platform_spec *p,
+                     const char *dir, struct ossb_pulled_image *ret, struct ossb_error **err)
 {
         struct ossb_reference *ref = NULL;
         struct ossb_registry *reg = NULL;
@@ -133,7 +134,10 @@ static int pull_into(struct build *b, const char *name, const struct ossb_platfo
         if (r >= 0)
                 r = ossb_pull(reg, b->store, ref, &want, false, ret, err);
         if (r >= 0) {
-                r = ossb_pull_unpack(reg, b->store, ref, ret, dir, &st, err);
+                if (s && s->fs)
+                        r = ossb_stage_fs_from_pulled(b, s, reg, ref, ret, &st, err);
+                else
+                        r = ossb_pull_unpack(reg, b->store, ref, ret, dir, &st, err);
                 if (r < 0)
                         ossb_pulled_image_clear(ret);
         }
@@ -152,7 +156,7 @@ int ossb_stage_from_image(struct build *b, struct stage_state *s, const char *di
         struct ossb_pulled_image p = { 0 };
         /* one pull at a time: the registry client serves one caller (stages run in parallel) */
         pthread_mutex_lock(&b->lock);
-        int r = pull_into(b, s->base_image, &s->platform, dir, &p, err);
+        int r = pull_into(b, s, s->base_image, &s->platform, dir, &p, err);
         pthread_mutex_unlock(&b->lock);
         if (r < 0)
                 return r;
@@ -202,7 +206,7 @@ static int image_source(struct build *b, const char *name, const struct ossb_tre
         }
         b->n_images++;
         struct ossb_pulled_image p = { 0 };
-        int r = pull_into(b, name, &b->target_platform, dir, &p, err);
+        int r = pull_into(b, NULL, name, &b->target_platform, dir, &p, err);
         ossb_pulled_image_clear(&p);
         if (r >= 0)
                 r = ossb_tree_open(dir, &is->root, err);

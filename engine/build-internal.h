@@ -20,6 +20,9 @@
 #include "oci/store.h"
 #include "registry/client.h"
 #include "registry/progress.h"
+#include "snapshotter/layerstore.h"
+#include "snapshotter/snapshotter.h"
+#include "snapshotter/stagefs.h"
 
 struct stage_state {
         const struct ossb_df_stage *stage;
@@ -37,7 +40,8 @@ struct stage_state {
         struct stage_state *base;     /* FROM <stage>, or NULL */
         struct stage_state **deps;    /* stages its COPY/ADD --from name, found while planning */
         size_t n_deps;
-        struct ossb_tree root;        /* the stage's root file system */
+        struct ossb_tree root;        /* the stage's root file system (with fs: its view, open while mounted) */
+        struct ossb_stagefs *fs;      /* overlay snapshotter: the root as a stack of layers (layers.c) */
         json_object *img;             /* image config */
         struct ossb_descriptor *layers;
         size_t n_layers;
@@ -80,8 +84,10 @@ struct build {
         struct ossb_transfer_display display;
         struct image_source **images;       /* each allocated alone: trees stay put while stages run */
         size_t n_images;
-        enum ossb_snapshot_backend snapshotter; /* opts->snapshotter, AUTO resolved at the first RUN */
+        enum ossb_snapshot_backend snapshotter; /* opts->snapshotter, AUTO resolved when the build starts */
+        char *snapshotter_reason;            /* why AUTO chose it (logged at the first RUN, then freed) */
         struct ossb_cache *cache;            /* the step cache (NULL: not available) */
+        struct ossb_layerstore *layers;      /* overlay snapshotter: unpacked image layers (layers.c) */
         pthread_mutex_t lock;                /* stages run in parallel: guards the registry client and
                                               * image sources, used_args, the snapshotter choice */
 };
@@ -136,6 +142,29 @@ int ossb_image_source(struct build *b, const char *name, const struct ossb_tree 
 int ossb_push_result(struct build *b, const struct ossb_descriptor *manifest, char *const *refs,
                      struct ossb_error **err);
 void ossb_images_free(struct build *b);
+
+/* layers.c: stage roots as stacks of overlay layers (overlay snapshotter) */
+/* Resolve --snapshotter=auto (a probe in the work dir); with overlay, open the layer store. */
+int ossb_build_snapshotter_init(struct build *b, struct ossb_error **err);
+/* A new stacked root for s in `dir` (inheriting its base stage's layers). */
+int ossb_stage_fs_new(struct build *b, struct stage_state *s, const char *dir, struct ossb_error **err);
+/* Mount the stage's view and open s->root when it is not (nothing for plain roots). */
+int ossb_stage_root_ready(struct build *b, struct stage_state *s, struct ossb_error **err);
+/* Close s->root before the stack changes (the view is about to be unmounted). */
+void ossb_stage_root_release(struct stage_state *s);
+/* The stage's last step ran: its view becomes read-only (children and COPY --from share it). */
+int ossb_stage_finish(struct build *b, struct stage_state *s, struct ossb_error **err);
+/* A cache hit: the layer stacked onto the stage from the layer store (unpacked on first use). */
+int ossb_stage_push_cached_layer(struct build *b, struct stage_state *s, const char *digest, const char *diff_id,
+                                 struct ossb_error **err);
+struct ossb_pulled_image;
+struct ossb_reference;
+struct ossb_unpack_stats;
+/* FROM <image>: the missing layers fetched and unpacked into the layer store in parallel,
+ * then all of them stacked onto the stage. */
+int ossb_stage_fs_from_pulled(struct build *b, struct stage_state *s, struct ossb_registry *reg,
+                              const struct ossb_reference *ref, const struct ossb_pulled_image *p,
+                              struct ossb_unpack_stats *ret_stats, struct ossb_error **err);
 
 /* progress.c */
 int ossb_progress_start(struct build *b, const char *label, const char *text);

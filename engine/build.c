@@ -385,9 +385,10 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
                 if (r < 0)
                         return ossb_wrap_inst(b, &s->stage->from, err);
         }
+        if (b->layers && (r = ossb_stage_fs_new(b, s, dir, err)) < 0)
+                return r;
         if (s->base) {
-                r = ossb_tree_clone(s->base->root.path, dir, err);
-                if (r < 0)
+                if (!s->fs && (r = ossb_tree_clone(s->base->root.path, dir, err)) < 0)
                         return r;
                 s->img = ossb_config_copy(s->base->img);
                 s->layers = calloc(s->base->n_layers + 1, sizeof(*s->layers));
@@ -403,7 +404,7 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
                 }
                 s->platform = s->base->platform;
         } else if (strcasecmp(s->base_image, "scratch") == 0) {
-                if (mkdir(dir, 0755) < 0)
+                if (!s->fs && mkdir(dir, 0755) < 0)
                         return ossb_error_set(err, -errno, "cannot create `%s`: %m", dir);
                 s->img = ossb_config_new(&s->platform);
                 if (!s->img || ossb_config_env_set(s->img, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") < 0 ||
@@ -417,7 +418,7 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
         r = ossb_stepcache_from(b, s, s->base ? "stage" : s->from_digest[0] ? s->from_digest : "scratch", err);
         if (r < 0)
                 return r;
-        return ossb_tree_open(dir, &s->root, err);
+        return s->fs ? ossb_stage_root_ready(b, s, err) : ossb_tree_open(dir, &s->root, err);
 }
 
 /* One instruction: its step key, the step, the cache chain after it. */
@@ -425,7 +426,9 @@ static int dispatch_step(struct build *b, struct stage_state *s, const struct os
                          struct ossb_error **err)
 {
         s->step_id = id;
-        int r = ossb_stepcache_step_key(b, s, inst, err);
+        int r = ossb_stage_root_ready(b, s, err);
+        if (r >= 0)
+                r = ossb_stepcache_step_key(b, s, inst, err);
         if (r >= 0)
                 r = ossb_dispatch(b, s, inst, err);
         if (r >= 0)
@@ -492,6 +495,9 @@ static int run_stage(struct build *b, struct stage_state *s, size_t idx, struct 
                 if (r < 0)
                         return ossb_wrap_inst(b, inst, err);
         }
+        r = ossb_stage_finish(b, s, err);
+        if (r < 0)
+                return r;
         s->done = true;
         return 0;
 }
@@ -805,10 +811,17 @@ static int make_workdir(struct build *b, struct ossb_error **err)
 
 static void build_free(struct build *b)
 {
+        /* every view unmounted before any stage directory goes (children stack their parents') */
         for (size_t i = 0; i < b->n_stages; i++) {
                 struct stage_state *s = &b->stages[i];
                 if (s->root.path)
                         ossb_tree_close(&s->root);
+                if (s->fs && ossb_stagefs_unmount(s->fs, NULL) < 0)
+                        log_warn("cannot unmount the root of stage %zu", i);
+        }
+        for (size_t i = 0; i < b->n_stages; i++) {
+                struct stage_state *s = &b->stages[i];
+                ossb_stagefs_free(s->fs);
                 json_object_put(s->img);
                 for (size_t k = 0; k < s->n_layers; k++)
                         ossb_descriptor_clear(&s->layers[k]);
@@ -829,6 +842,8 @@ static void build_free(struct build *b)
         ossb_strv_free(b->used_args);
         ossb_images_free(b);
         ossb_cache_free(b->cache);
+        ossb_layerstore_free(b->layers);
+        free(b->snapshotter_reason);
         ossb_df_plan_free(b->plan);
         ossb_dockerfile_free(b->df);
         ossb_store_free(b->store);
@@ -940,6 +955,8 @@ static int build_prepare(struct build *b, struct ossb_error **err)
         r = ossb_store_open(store, &b->store, err);
         if (r >= 0)
                 r = make_workdir(b, err);
+        if (r >= 0)
+                r = ossb_build_snapshotter_init(b, err);
         if (r >= 0) {
                 struct ossb_error *cerr = NULL;
                 if (ossb_cache_open(b->opts->cache_dir, &b->cache, &cerr) < 0) {

@@ -11,7 +11,8 @@ libossb_engine_la_SOURCES += \
 	engine/rootfs.c engine/rootfs.h \
 	engine/baseimage.c \
 	engine/run.c \
-	engine/stepcache.c
+	engine/stepcache.c \
+	engine/layers.c
 
 check_PROGRAMS += tests/unit/test-engine-imageconfig
 TESTS += tests/unit/test-engine-imageconfig

@@ -317,20 +317,24 @@ static int run_sandbox(struct build *b, struct stage_state *s, const struct ossb
                        struct ossb_error **err)
 {
         static atomic_int counter; /* stages run in parallel */
-        const char *reason = NULL;
         /* scratch beside the stage roots (same file system: the overlay commit renames) */
         if (asprintf(&j->scratch, "%s/run-%d", b->workdir, atomic_fetch_add(&counter, 1) + 1) < 0)
                 return oom(err);
         if (ossb_mkdir_p(j->scratch, 0700) < 0)
                 return ossb_error_set(err, -errno, "cannot create `%s`: %m", j->scratch);
         pthread_mutex_lock(&b->lock);
-        if (b->snapshotter == OSSB_SNAPSHOT_AUTO) { /* probed once per build */
-                b->snapshotter = ossb_snapshot_backend_auto(j->scratch, &reason);
-                log_info("snapshotter: %s (%s)", ossb_snapshot_backend_name(b->snapshotter), reason ? reason : "");
+        if (b->snapshotter_reason) { /* AUTO resolved when the build started */
+                log_info("snapshotter: %s (%s)", ossb_snapshot_backend_name(b->snapshotter), b->snapshotter_reason);
+                free(TAKE_PTR(b->snapshotter_reason));
         }
         enum ossb_snapshot_backend backend = b->snapshotter;
         pthread_mutex_unlock(&b->lock);
-        int r = ossb_snapshot_new(backend, s->root.path, j->scratch, ossb_snapshot_in_userns(), &j->snap, err);
+        int r;
+        if (s->fs) {
+                ossb_stage_root_release(s); /* the step's snapshot seals the stage's view */
+                r = ossb_snapshot_new_stage(backend, s->fs, j->scratch, &j->snap, err);
+        } else
+                r = ossb_snapshot_new(backend, s->root.path, j->scratch, ossb_snapshot_in_userns(), &j->snap, err);
         if (r < 0)
                 return r;
         struct run_out out = { .b = b, .id = s->step_id };

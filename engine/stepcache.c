@@ -229,8 +229,10 @@ static int apply_hit(struct build *b, struct stage_state *s, const struct ossb_c
         if (e->empty)
                 return ossb_stage_history(b, s, created_by, true) < 0 ? oom(err) : 0;
         int fd = -1;
-        int r = ossb_store_open_blob(b->store, e->digest, &fd, err);
-        if (r >= 0) {
+        int r = 0;
+        if (s->fs)
+                r = ossb_stage_push_cached_layer(b, s, e->digest, e->diff_id, err);
+        else if ((r = ossb_store_open_blob(b->store, e->digest, &fd, err)) >= 0) {
                 r = ossb_layer_unpack(fd, e->digest, s->root.path, e->diff_id, NULL, NULL, err);
                 close(fd);
         }

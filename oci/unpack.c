@@ -370,6 +370,8 @@ struct unpacker {
         struct dir_meta *dirs;
         size_t n_dirs, cap_dirs;
         struct ossb_unpack_stats stats;
+        const struct ossb_unpack_opts *o; /* never NULL */
+        const char *opq_xattr;            /* overlay format: the opaque attribute's name */
 };
 
 /* An error from libarchive while reading: prefer what the stream recorded. */
@@ -424,6 +426,55 @@ static int dup_root(struct unpacker *u)
 {
         int fd = fcntl(u->rootfd, F_DUPFD_CLOEXEC, 3);
         return fd < 0 ? -errno : fd;
+}
+
+/* ---- the overlay format (see ossb_layer_unpack_ex) ---- */
+
+static char *child_path(const char *dir, const char *name)
+{
+        char *p = NULL;
+        if (asprintf(&p, "%s%s%s", dir, *dir ? "/" : "", name) < 0)
+                return NULL;
+        return p;
+}
+
+
+static int open_dir(struct unpacker *u, const char *dir, bool create, int *ret_fd, struct ossb_error **err);
+
+static int ovl_opaque_fd(struct unpacker *u, int dfd, const char *path, struct ossb_error **err)
+{
+        if (fsetxattr(dfd, u->opq_xattr, "y", 1, 0) < 0)
+                return ossb_error_set(err, -errno, "cannot mark the directory `%s` opaque (%s): %m", path,
+                                      u->opq_xattr);
+        return 0;
+}
+
+/* Whether pfd/base exists and is not a directory (a directory made there must hide the lower
+ * layers' one, as the layer replaced it). */
+static bool ovl_replaces_nondir(struct unpacker *u, int pfd, const char *base)
+{
+        struct stat st;
+        return u->o->overlay_format && fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode);
+}
+
+static int ovl_whiteout(struct unpacker *u, const char *dir, const char *victim, struct ossb_error **err)
+{
+        _cleanup_free_ char *target = child_path(dir, victim);
+        _cleanup_close_ int pfd = -1;
+        if (!target)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        int r = open_dir(u, dir, true, &pfd, err);
+        if (r < 0)
+                return r;
+        if (set_get(&u->set, target)) {
+                /* this layer's own entry stays; a directory of it hides the lower layers' one */
+                _cleanup_close_ int dfd = openat(pfd, victim, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                return dfd >= 0 ? ovl_opaque_fd(u, dfd, target, err) : 0;
+        }
+        if (mknodat(pfd, victim, S_IFCHR | 0600, makedev(0, 0)) < 0 && errno != EEXIST)
+                return ossb_error_set(err, -errno, "cannot create the whiteout of `%s` (a 0/0 character device): %m",
+                                      target);
+        return 0;
 }
 
 /* Open the directory `dir` (a cleaned path, "" for the root) beneath the root, creating missing
@@ -563,7 +614,7 @@ static void set_xattrs(struct unpacker *u, struct archive_entry *e, int fd, int 
         }
 }
 
-static int remember_dir(struct unpacker *u, const char *path, struct archive_entry *e)
+static int remember_dir_meta(struct unpacker *u, const char *path, mode_t mode, const struct timespec times[2])
 {
         if (u->n_dirs == u->cap_dirs) {
                 size_t cap = u->cap_dirs ? u->cap_dirs * 2 : 64;
@@ -577,10 +628,18 @@ static int remember_dir(struct unpacker *u, const char *path, struct archive_ent
         d->path = strdup(path);
         if (!d->path)
                 return -ENOMEM;
-        d->mode = archive_entry_perm(e) & 07777;
-        entry_times(e, d->times);
+        d->mode = mode & 07777;
+        d->times[0] = times[0];
+        d->times[1] = times[1];
         u->n_dirs++;
         return 0;
+}
+
+static int remember_dir(struct unpacker *u, const char *path, struct archive_entry *e)
+{
+        struct timespec ts[2];
+        entry_times(e, ts);
+        return remember_dir_meta(u, path, archive_entry_perm(e), ts);
 }
 
 /* Directory modes and times, children before parents, the last entry for a path winning. */
@@ -671,6 +730,7 @@ static int make_dir(struct unpacker *u, struct archive_entry *e, int pfd, const 
                     struct ossb_error **err)
 {
         bool kept;
+        bool hide = ovl_replaces_nondir(u, pfd, base);
         int r = clear_existing(pfd, base, true, &kept);
         if (r < 0)
                 return ossb_error_set(err, r, "cannot replace `%s`: %s", path, strerror(-r));
@@ -679,6 +739,8 @@ static int make_dir(struct unpacker *u, struct archive_entry *e, int pfd, const 
         _cleanup_close_ int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
                 return ossb_error_set(err, -errno, "cannot open directory `%s`: %m", path);
+        if (hide && (r = ovl_opaque_fd(u, fd, path, err)) < 0)
+                return r;
         set_owner(u, e, fd, -1, NULL);
         set_xattrs(u, e, fd, -1, NULL);
         if (remember_dir(u, path, e) < 0)
@@ -784,14 +846,6 @@ static int make_node(struct unpacker *u, struct archive_entry *e, int pfd, const
 
 /* ---- whiteouts ---- */
 
-static char *child_path(const char *dir, const char *name)
-{
-        char *p = NULL;
-        if (asprintf(&p, "%s%s%s", dir, *dir ? "/" : "", name) < 0)
-                return NULL;
-        return p;
-}
-
 /* Remove from the directory `dfd` (at `dirpath`) everything lower layers put there: what this
  * layer created stays, and directories holding something of this layer are visited. */
 static int remove_lower(struct unpacker *u, int dfd, const char *dirpath)
@@ -837,6 +891,8 @@ static int opaque(struct unpacker *u, const char *dir, struct ossb_error **err)
         _cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 return ossb_error_set(err, -errno, "cannot open directory `%s`: %m", dir);
+        if (u->o->overlay_format)
+                return ovl_opaque_fd(u, dfd, dir, err);
         r = remove_lower(u, dfd, dir);
         if (r < 0)
                 return ossb_error_set(err, r, "cannot empty the opaque directory `%s`: %s", dir, strerror(-r));
@@ -856,6 +912,8 @@ static int whiteout(struct unpacker *u, const char *path, const char *dir, const
                 return 0; /* aufs metadata (.wh..wh.plnk, .wh..wh..tmp): not content */
         if (!*victim || streq(victim, ".") || streq(victim, ".."))
                 return ossb_error_set(err, -EPERM, "invalid whiteout `%s`", path);
+        if (u->o->overlay_format)
+                return ovl_whiteout(u, dir, victim, err);
         target = child_path(dir, victim);
         if (!target)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
@@ -995,7 +1053,16 @@ int ossb_layer_unpack(int blob_fd, const char *name, const char *dest, const cha
                       char ret_diff_id[OSSB_DIGEST_STR_LEN + 1], struct ossb_unpack_stats *ret_stats,
                       struct ossb_error **err)
 {
-        struct unpacker u = { .name = name ? name : "(unnamed)", .rootfd = -1 };
+        return ossb_layer_unpack_ex(blob_fd, name, dest, NULL, expected_diff_id, ret_diff_id, ret_stats, err);
+}
+
+int ossb_layer_unpack_ex(int blob_fd, const char *name, const char *dest, const struct ossb_unpack_opts *opts,
+                         const char *expected_diff_id, char ret_diff_id[OSSB_DIGEST_STR_LEN + 1],
+                         struct ossb_unpack_stats *ret_stats, struct ossb_error **err)
+{
+        static const struct ossb_unpack_opts defaults = { 0 };
+        struct unpacker u = { .name = name ? name : "(unnamed)", .rootfd = -1, .o = opts ? opts : &defaults };
+        u.opq_xattr = u.o->userxattr ? "user.overlay.opaque" : "trusted.overlay.opaque";
         char actual[OSSB_DIGEST_STR_LEN + 1];
         int r;
 

@@ -50,4 +50,24 @@ int ossb_layer_unpack(int blob_fd, const char *name, const char *dest, const cha
                       char ret_diff_id[OSSB_DIGEST_STR_LEN + 1], struct ossb_unpack_stats *ret_stats,
                       struct ossb_error **err);
 
+/* How to apply a layer. */
+struct ossb_unpack_opts {
+        /* dest is one layer of a kernel overlayfs stack, not a whole tree: a ".wh.NAME" becomes
+         * a 0/0 character device NAME (unless this layer made NAME: a directory of it is then
+         * marked opaque), ".wh..wh..opq" sets the opaque attribute on its directory, and a
+         * directory replacing a non-directory of this layer or a whiteout is marked opaque.
+         * Nothing is removed.  As in Docker's overlay2 driver, a parent directory the layer does
+         * not list is created 0755 root's (well-formed layers list every parent) and a hard
+         * link must point into the same layer. */
+        bool overlay_format;
+        /* the opaque attribute is user.overlay.opaque (mounts with `userxattr` in a user
+         * namespace), else trusted.overlay.opaque */
+        bool userxattr;
+};
+
+/* ossb_layer_unpack with options (NULL: the defaults, a whole tree). */
+int ossb_layer_unpack_ex(int blob_fd, const char *name, const char *dest, const struct ossb_unpack_opts *opts,
+                         const char *expected_diff_id, char ret_diff_id[OSSB_DIGEST_STR_LEN + 1],
+                         struct ossb_unpack_stats *ret_stats, struct ossb_error **err);
+
 #endif

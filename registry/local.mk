@@ -8,6 +8,6 @@ tests_unit_test_registry_reference_SOURCES = tests/unit/test-registry-reference.
 tests_unit_test_registry_reference_LDADD = $(OSSB_LIBS)
 
 libossb_registry_la_SOURCES += \
-	registry/pull.c registry/pull.h \
+	registry/pull.c registry/pull.h registry/pull-layers.c \
 	registry/push.c registry/push.h \
 	registry/progress.c registry/progress.h

@@ -45,4 +45,17 @@ int ossb_pull_unpack(struct ossb_registry *reg, struct ossb_store *store, const 
                      const struct ossb_pulled_image *p, const char *dest, struct ossb_unpack_stats *ret_stats,
                      struct ossb_error **err);
 
+/* Called from a worker thread with a layer whose blob is complete and verified in the store;
+ * diff_id is the config's entry for it (may be NULL when the config lacks it). */
+typedef int (*ossb_layer_consume_fn)(void *userdata, size_t index, const struct ossb_descriptor *layer,
+                                     const char *diff_id, struct ossb_error **err);
+
+/* Fetch the layers of `p` with want[i] set (want NULL: all), up to the client's max_parallel
+ * downloads at once, and give each to `consume` on one of `workers` threads (1..16) as soon as
+ * it is in the store, in no particular order.  The first failure (a download or a consume)
+ * stops the rest and is what is returned. */
+int ossb_pull_layers(struct ossb_registry *reg, struct ossb_store *store, const struct ossb_reference *ref,
+                     const struct ossb_pulled_image *p, const bool *want, unsigned workers,
+                     ossb_layer_consume_fn consume, void *userdata, struct ossb_error **err);
+
 #endif

@@ -8,7 +8,12 @@ libossb_snapshotter_la_SOURCES += \
 	snapshotter/upper.c \
 	snapshotter/diff.c \
 	snapshotter/commit.c \
-	snapshotter/native.c
+	snapshotter/native.c \
+	snapshotter/layered.c \
+	snapshotter/layerstore.h \
+	snapshotter/layerstore.c \
+	snapshotter/stagefs.h \
+	snapshotter/stagefs.c
 
 check_PROGRAMS += tests/unit/test-snapshotter
 TESTS += tests/unit/test-snapshotter

@@ -58,6 +58,9 @@ struct ossb_snapshot {
         char *upper;
         char *work;
         bool mounted;
+        /* overlay over a stage's layers (layered.c) */
+        struct ossb_stagefs *stage; /* borrowed */
+        bool lower_mounted;         /* the read-only view of the lowers at s->root */
         /* native */
         struct nat_node *tree;
         bool diffed;
@@ -79,6 +82,7 @@ struct snap_backend_ops {
 
 extern const struct snap_backend_ops snap_overlay_ops;
 extern const struct snap_backend_ops snap_native_ops;
+extern const struct snap_backend_ops snap_layered_ops;
 
 /* Index of `path` in s->excl, or -1. */
 ssize_t snap_excluded(const struct ossb_snapshot *s, const char *path);
@@ -91,6 +95,16 @@ ssize_t snap_excluded(const struct ossb_snapshot *s, const char *path);
 int snap_overlay_mount(const char *lower, const char *upper, const char *work, const char *target, bool userxattr,
                        struct ossb_error **err);
 int snap_overlay_umount(const char *target, struct ossb_error **err);
+/* The overlay backends' unmount of s->view and their change walk (the upper dir). */
+int snap_overlay_unmount_view(struct ossb_snapshot *s, struct ossb_error **err);
+int snap_overlay_changes(struct ossb_snapshot *s, struct snap_sink *sink, struct ossb_error **err);
+/* Give the upper directory the lower root's mode, owner and times (overlay shows the upper's). */
+int snap_copy_root_attrs(const char *root, const char *upper, struct ossb_error **err);
+/* The same over several lowers (top first); upper NULL mounts read-only (then n >= 2).  Lower
+ * paths too long for a page of options are passed as /proc/self/fd/N.  `allow_volatile`: the
+ * upper is used once (a remount of an upper once mounted volatile is refused). */
+int snap_overlay_mount_layers(const char *const *lowers, size_t n, const char *upper, const char *work,
+                              const char *target, bool userxattr, bool allow_volatile, struct ossb_error **err);
 
 /* ---- xattrs (walk.c) ---- */
 

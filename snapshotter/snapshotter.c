@@ -17,6 +17,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "snapshotter/snapshotter-internal.h"
+#include "snapshotter/stagefs.h"
 
 /* ---- backend names ---- */
 
@@ -120,6 +121,37 @@ enum ossb_snapshot_backend ossb_snapshot_backend_auto(const char *scratch_dir, c
 
 /* ---- the snapshot ---- */
 
+/* A snapshot with its scratch dir made and resolved (root, stage: one of them); prepared. */
+static int snap_create(enum ossb_snapshot_backend backend, const struct snap_backend_ops *ops, const char *root,
+                       struct ossb_stagefs *stage, const char *scratch_dir, bool userxattr, struct ossb_snapshot **ret,
+                       struct ossb_error **err)
+{
+        int r = ossb_mkdir_p(scratch_dir, 0700);
+        if (r < 0)
+                return ossb_error_set(err, r, "snapshot: cannot create `%s`: %s", scratch_dir, strerror(-r));
+        struct ossb_snapshot *s = calloc(1, sizeof(*s));
+        if (!s)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        s->backend = backend;
+        s->ops = ops;
+        s->stage = stage;
+        s->userxattr = userxattr;
+        s->root = root ? realpath(root, NULL) : NULL;
+        s->scratch = realpath(scratch_dir, NULL);
+        if ((root && !s->root) || !s->scratch)
+                r = ossb_error_set(err, -errno, "snapshot: cannot resolve `%s`: %m", s->scratch ? root : scratch_dir);
+        else
+                r = s->ops->prepare(s, err);
+        if (r < 0) {
+                ossb_error_wrap(err, "%s snapshot of `%s`", ossb_snapshot_backend_name(backend),
+                                root ? root : ossb_stagefs_dir(stage));
+                ossb_snapshot_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
 int ossb_snapshot_new(enum ossb_snapshot_backend backend, const char *root, const char *scratch_dir, bool userxattr,
                       struct ossb_snapshot **ret, struct ossb_error **err)
 {
@@ -135,29 +167,18 @@ int ossb_snapshot_new(enum ossb_snapshot_backend backend, const char *root, cons
                 return ossb_error_set(err, -errno, "snapshot: cannot use `%s` as a root: %m", root);
         if (!S_ISDIR(st.st_mode))
                 return ossb_error_set(err, -ENOTDIR, "snapshot: `%s` is not a directory", root);
-        int r = ossb_mkdir_p(scratch_dir, 0700);
-        if (r < 0)
-                return ossb_error_set(err, r, "snapshot: cannot create `%s`: %s", scratch_dir, strerror(-r));
+        return snap_create(backend, backend == OSSB_SNAPSHOT_OVERLAY ? &snap_overlay_ops : &snap_native_ops, root,
+                           NULL, scratch_dir, userxattr, ret, err);
+}
 
-        struct ossb_snapshot *s = calloc(1, sizeof(*s));
-        if (!s)
-                return ossb_error_set(err, -ENOMEM, "out of memory");
-        s->backend = backend;
-        s->ops = backend == OSSB_SNAPSHOT_OVERLAY ? &snap_overlay_ops : &snap_native_ops;
-        s->userxattr = userxattr;
-        s->root = realpath(root, NULL);
-        s->scratch = realpath(scratch_dir, NULL);
-        if (!s->root || !s->scratch)
-                r = ossb_error_set(err, -errno, "snapshot: cannot resolve `%s`: %m", s->root ? scratch_dir : root);
-        else
-                r = s->ops->prepare(s, err);
-        if (r < 0) {
-                ossb_error_wrap(err, "%s snapshot of `%s`", ossb_snapshot_backend_name(backend), root);
-                ossb_snapshot_free(s);
-                return r;
-        }
-        *ret = s;
-        return 0;
+int ossb_snapshot_new_stage(enum ossb_snapshot_backend backend, struct ossb_stagefs *stage, const char *scratch_dir,
+                            struct ossb_snapshot **ret, struct ossb_error **err)
+{
+        if (backend != OSSB_SNAPSHOT_OVERLAY)
+                return ossb_error_set(err, -EINVAL, "the %s snapshotter cannot run over a stage's layers",
+                                      ossb_snapshot_backend_name(backend));
+        return snap_create(backend, &snap_layered_ops, NULL, stage, scratch_dir, ossb_stagefs_userxattr(stage), ret,
+                           err);
 }
 
 const char *ossb_snapshot_path(const struct ossb_snapshot *s)
@@ -222,7 +243,7 @@ int ossb_snapshot_commit(struct ossb_snapshot *s, struct ossb_error **err)
         if (r >= 0 && !s->committed)
                 r = s->ops->commit(s, err);
         if (r < 0) {
-                ossb_error_wrap(err, "commit of the step into `%s`", s->root);
+                ossb_error_wrap(err, "commit of the step into `%s`", s->stage ? ossb_stagefs_dir(s->stage) : s->root);
                 return r;
         }
         return 0;
@@ -234,7 +255,7 @@ void ossb_snapshot_free(struct ossb_snapshot *s)
                 return;
         s->ops->release(s);
         if (s->scratch) {
-                if (s->mounted) {
+                if (s->mounted || s->lower_mounted) {
                         /* never recurse into a mount we could not detach: keep it and what is under it */
                         log_debug("snapshot: `%s` is still mounted; leaving `%s` in place", s->view, s->scratch);
                 } else {

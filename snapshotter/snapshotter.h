@@ -70,6 +70,13 @@ struct ossb_snapshot;
  * step must use as its root (the overlay mount point, or root itself for native). */
 int ossb_snapshot_new(enum ossb_snapshot_backend backend, const char *root, const char *scratch_dir, bool userxattr,
                       struct ossb_snapshot **ret, struct ossb_error **err);
+/* Prepare a view of a stage's layers for one step (overlay only; see stagefs.h): the stage's
+ * view is sealed, the step's upper lives in `scratch_dir` (put it on the stage's file system)
+ * and commit makes it the stage's top-most layer, without copying.  The stage must outlive
+ * the snapshot. */
+struct ossb_stagefs;
+int ossb_snapshot_new_stage(enum ossb_snapshot_backend backend, struct ossb_stagefs *stage, const char *scratch_dir,
+                            struct ossb_snapshot **ret, struct ossb_error **err);
 const char *ossb_snapshot_path(const struct ossb_snapshot *s);
 /* The backend in use (never AUTO: ossb_snapshot_new resolves it). */
 enum ossb_snapshot_backend ossb_snapshot_backend(const struct ossb_snapshot *s);

@@ -36,7 +36,9 @@
 #include "common/strbuf.h"
 #include "oci/oci.h"
 #include "oci/unpack.h"
+#include "snapshotter/layerstore.h"
 #include "snapshotter/snapshotter.h"
+#include "snapshotter/stagefs.h"
 #include "tests/unit/tap.h"
 
 static char tmpdir[] = "/tmp/ossb-test-snap-XXXXXX";
@@ -711,6 +713,132 @@ static void test_mount_point_beside_change(void)
                 mount_point_beside_change(OSSB_SNAPSHOT_OVERLAY, "mpc-ovl");
 }
 
+/* ---- a stage's stack of layers (stagefs.h, layerstore.h, layered.c) ---- */
+
+static int fills;
+
+static int fill_layer(const char *dir, void *userdata, struct ossb_error **err)
+{
+        const struct layer *l = userdata;
+        const struct ossb_unpack_opts o = { .overlay_format = true, .userxattr = userxattr };
+        int fd = -1;
+        fills++;
+        int r = ossb_store_open_blob(store, l->digest, &fd, err);
+        if (r < 0)
+                return r;
+        r = ossb_layer_unpack_ex(fd, l->digest, dir, &o, l->diff_id, NULL, NULL, err);
+        close(fd);
+        return r;
+}
+
+/* The step's layer unpacked into the layer store in overlay format and stacked over a copy
+ * of the lower shows the step's tree; the store serves it again without unpacking; prune
+ * keeps it while a stage holds it and removes it after. */
+static void layer_store_check(const struct layer *l, const char *lower_copy, const char *expected)
+{
+        _cleanup_free_ char *cache = pj(tmpdir, "lay-cache"), *sdir = pj(tmpdir, "lay-stage2");
+        struct ossb_layerstore *ls = NULL;
+        struct ossb_stagefs *fs = NULL;
+        struct ossb_layerdir ld = { .lock_fd = -1 };
+        _cleanup_error_ struct ossb_error *err = NULL;
+        int64_t freed = -1;
+        ASSERT(ossb_layerstore_open(cache, &ls, NULL) == 0 && ossb_layerstore_userxattr(ls) == userxattr);
+        ASSERT(!ossb_layerstore_has(ls, l->diff_id));
+        ASSERT(ossb_layerstore_get(ls, l->diff_id, NULL, NULL, &ld, NULL) == -ENOENT);
+        int r = ossb_layerstore_get(ls, l->diff_id, fill_layer, (void *) l, &ld, &err);
+        if (r < 0)
+                fprintf(stderr, "# %s\n", err->msg);
+        ASSERT(r == 0 && fills == 1 && ossb_layerstore_has(ls, l->diff_id));
+        ASSERT(ossb_stagefs_new(sdir, userxattr, &fs, NULL) == 0);
+        ASSERT(ossb_stagefs_push_dir(fs, lower_copy, NULL) == 0);
+        ASSERT(ossb_stagefs_push_layer(fs, &ld, NULL) == 0 && ld.path == NULL && ld.lock_fd < 0);
+        ASSERT(ossb_stagefs_mount(fs, NULL) == 0);
+        _cleanup_free_ char *view = tree_list(ossb_stagefs_root(fs), skip_mount_points);
+        ASSERT(same_listing("the layer from the store over the lower", view, expected));
+        ASSERT(ossb_layerstore_get(ls, l->diff_id, fill_layer, (void *) l, &ld, NULL) == 0 && fills == 1);
+        ossb_layerdir_release(&ld);
+        ASSERT(ossb_layerstore_prune(cache, 0, &freed, NULL) == 0 && freed == 0); /* the stage holds it */
+        ASSERT(ossb_layerstore_has(ls, l->diff_id));
+        ossb_stagefs_free(fs);
+        ASSERT(ossb_layerstore_prune(cache, 0, &freed, NULL) == 0 && freed > 0);
+        ASSERT(!ossb_layerstore_has(ls, l->diff_id));
+        ASSERT(ossb_layerstore_get(ls, "sha256:nothex", NULL, NULL, &ld, NULL) == -EINVAL);
+        ossb_layerstore_free(ls);
+}
+
+/* After the stage's last step its view is read-only; a child stage stacks on it and its
+ * changes stay its own. */
+static void finish_and_inherit(struct ossb_stagefs *fs)
+{
+        _cleanup_free_ char *cdir = pj(tmpdir, "lay-child");
+        struct ossb_stagefs *child = NULL;
+        const char *root = ossb_stagefs_root(fs);
+        ASSERT(ossb_stagefs_mount(fs, NULL) == 0 && put(root, "after", "copied\n", 0644) == 0);
+        ASSERT(ossb_stagefs_finish(fs, NULL) == 0);
+        ASSERT(put(root, "nope", "x", 0644) < 0 && errno == EROFS);
+        ASSERT(ossb_stagefs_new(cdir, userxattr, &child, NULL) == 0);
+        ASSERT(ossb_stagefs_inherit(child, fs, NULL) == 0);
+        ASSERT(ossb_stagefs_inherit(child, fs, NULL) == -EINVAL);
+        ASSERT(ossb_stagefs_mount(child, NULL) == 0);
+        _cleanup_free_ char *pv = tree_list(root, NULL), *cv = tree_list(ossb_stagefs_root(child), NULL);
+        ASSERT(same_listing("the child's view", cv, pv));
+        ASSERT(put(ossb_stagefs_root(child), "mine", "c\n", 0644) == 0);
+        struct stat st;
+        ASSERT(stat_at(root, "mine", &st) < 0 && stat_at(ossb_stagefs_root(child), "after", &st) == 0);
+        ossb_stagefs_free(child);
+}
+
+static void test_layered_scenario(void)
+{
+        if (!can_overlay) {
+                fprintf(stderr, "# skipped: overlay needs root\n");
+                return;
+        }
+        _cleanup_free_ char *lower = pj(tmpdir, "lay-lower"), *copy = pj(tmpdir, "lay-lower2");
+        _cleanup_free_ char *base = pj(tmpdir, "lay-base"), *sdir = pj(tmpdir, "lay-stage:a,b");
+        _cleanup_free_ char *scratch = pj(tmpdir, "lay-scratch"), *expected = NULL, *got = NULL;
+        struct ossb_stagefs *fs = NULL;
+        struct ossb_snapshot *s = NULL;
+        struct layer l = { 0 };
+        _cleanup_error_ struct ossb_error *err = NULL;
+        ASSERT(make_lower(lower) == 0 && copy_tree(lower, base) == 0 && copy_tree(lower, copy) == 0);
+        ASSERT(ossb_stagefs_new(sdir, userxattr, &fs, NULL) == 0);
+        ASSERT(ossb_stagefs_push_dir(fs, lower, NULL) == 0 && ossb_stagefs_mount(fs, NULL) == 0);
+        got = tree_list(ossb_stagefs_root(fs), NULL);
+        expected = tree_list(base, NULL);
+        ASSERT(same_listing("the stage's view", got, expected));
+        free(TAKE_PTR(got));
+        free(TAKE_PTR(expected));
+        int r = ossb_snapshot_new_stage(OSSB_SNAPSHOT_OVERLAY, fs, scratch, &s, &err);
+        if (r < 0)
+                fprintf(stderr, "# %s\n", err->msg);
+        ASSERT(r == 0 && ossb_snapshot_new_stage(OSSB_SNAPSHOT_NATIVE, fs, scratch, &s, NULL) == -EINVAL);
+        ASSERT(modify(ossb_snapshot_path(s), true) == 0 && exclude_all(s) == 0);
+        expected = tree_list(ossb_snapshot_path(s), skip_mount_points);
+        ASSERT(expected && do_diff(s, &l) == 0 && !l.empty);
+        ASSERT(has_entry(&l, "d3/.wh..wh..opq") && has_entry(&l, ".wh.del_me") && has_entry(&l, ".wh.d2"));
+        ASSERT(!has_entry(&l, "etc") && !has_entry(&l, "run") && has_entry(&l, "file2dir/inner"));
+        ASSERT(unpack_onto(&l, base) == 0);
+        got = tree_list(base, NULL);
+        ASSERT(same_listing("the lower with the layer applied", got, expected));
+        free(TAKE_PTR(got));
+        r = ossb_snapshot_commit(s, &err);
+        if (r < 0)
+                fprintf(stderr, "# %s\n", err->msg);
+        ASSERT(r == 0);
+        ossb_snapshot_free(s);
+        ASSERT(ossb_stagefs_mount(fs, NULL) == 0);
+        got = tree_list(ossb_stagefs_root(fs), NULL);
+        ASSERT(same_listing("the stage's view after the commit", got, expected));
+        ASSERT(same_inode(ossb_stagefs_root(fs), "suid", "suid_link"));
+        layer_store_check(&l, copy, expected);
+        finish_and_inherit(fs);
+        ossb_stagefs_free(fs);
+        struct stat st;
+        ASSERT(lstat(sdir, &st) < 0 && errno == ENOENT);
+        layer_clear(&l);
+}
+
 /* ---- errors ---- */
 
 static void test_backend_names(void)
@@ -878,10 +1006,35 @@ static void test_overlay_long_path(void)
                 ossb_strbuf_appendf(&root, "/%s", comp);
                 ASSERT(mkdir(root.buf, 0755) == 0);
         }
+        ASSERT(put(root.buf, "f", "long\n", 0644) == 0);
+        /* too long for a page of mount options by name: passed as /proc/self/fd/N */
         int r = ossb_snapshot_new(OSSB_SNAPSHOT_OVERLAY, root.buf, scratch, userxattr, &s, &err);
         ossb_strbuf_free(&root);
-        ASSERT(r == -ENAMETOOLONG && strstr(err->msg, "exceed a page"));
+        ASSERT(r == 0);
+        struct stat st;
+        ASSERT(stat_at(ossb_snapshot_path(s), "f", &st) == 0 && st.st_size == 5);
+        ossb_snapshot_free(s);
         ASSERT(ossb_rm_rf(top) == 0);
+}
+
+/* More layers than fit in a page of mount options even as /proc/self/fd/N: a clear error. */
+static void test_too_many_layers(void)
+{
+        if (!can_overlay)
+                return;
+        _cleanup_free_ char *sdir = pj(tmpdir, "many");
+        _cleanup_error_ struct ossb_error *err = NULL;
+        struct ossb_stagefs *fs = NULL;
+        ASSERT(ossb_stagefs_new(sdir, userxattr, &fs, NULL) == 0);
+        for (int i = 0; i < 300; i++) {
+                _cleanup_free_ char *d = fmt("%s/l%d", tmpdir, i);
+                ASSERT(d && mkdir(d, 0755) == 0 && ossb_stagefs_push_dir(fs, d, NULL) == 0);
+        }
+        size_t n = 0;
+        ASSERT(ossb_stagefs_lowers(fs, &n) && n == 301);
+        int r = ossb_stagefs_mount(fs, &err);
+        ASSERT(r == -ENAMETOOLONG && strstr(err->msg, "do not fit in one overlay mount"));
+        ossb_stagefs_free(fs);
 }
 
 /* An upper directory on an overlay cannot be mounted: a clear error, nothing left behind. */
@@ -1041,12 +1194,14 @@ int main(void)
         RUN_TEST(test_empty_native);
         RUN_TEST(test_empty_overlay);
         RUN_TEST(test_mount_point_beside_change);
+        RUN_TEST(test_layered_scenario);
         RUN_TEST(test_auto);
         RUN_TEST(test_bad_arguments);
         RUN_TEST(test_reserved_names);
         RUN_TEST(test_overlay_redirect_refused);
         RUN_TEST(test_too_deep);
         RUN_TEST(test_overlay_long_path);
+        RUN_TEST(test_too_many_layers);
         RUN_TEST(test_overlay_mount_fails);
         RUN_TEST(test_commit_read_only);
         RUN_TEST(test_userxattr);
