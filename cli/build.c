@@ -21,6 +21,7 @@
 #include "engine/engine.h"
 #include "engine/run-mounts.h"
 #include "oci/image.h"
+#include "snapshotter/snapshotter.h"
 
 static const char build_usage[] =
         "Usage: ossb build [OPTIONS] CONTEXT\n"
@@ -63,8 +64,8 @@ static const char build_usage[] =
         "                               or comma-separated)\n"
         "      --iidfile FILE           Write the image ID (config digest) to FILE\n"
         "      --metadata-file FILE     Write build metadata (JSON, with the image digest) to FILE\n"
-        "      --cache-dir DIR          State directory (default $OSSB_CACHE_DIR, then\n"
-        "                               $XDG_CACHE_HOME/ossb, then ~/.cache/ossb)\n"
+        "      --cache-dir DIR          State directory (default $OSSB_CACHE_DIR, then /var/lib/ossb\n"
+        "                               for root, else $XDG_CACHE_HOME/ossb, then ~/.cache/ossb)\n"
         "  -h, --help                   Show this help\n"
         "\n";
 
@@ -546,6 +547,8 @@ char *ossb_cli_cache_dir(const char *flag)
                 return strdup(flag);
         if ((v = secure_getenv("OSSB_CACHE_DIR")) && *v)
                 return strdup(v);
+        if (getuid() == 0 && !ossb_snapshot_in_userns()) /* the real root, not a user namespace's */
+                return strdup(OSSB_ROOT_CACHE_DIR);
         if ((v = secure_getenv("XDG_CACHE_HOME")) && *v)
                 return ossb_path_join(v, "ossb");
         if ((v = secure_getenv("HOME")) && *v)

@@ -26,7 +26,9 @@ int ossb_cli_fail(struct ossb_error *err);
 /* Print a usage error with a hint to --help and return OSSB_EXIT_USAGE. */
 int ossb_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* The cache directory: --cache-dir, $OSSB_CACHE_DIR, $XDG_CACHE_HOME/ossb, ~/.cache/ossb. */
+/* The cache directory: --cache-dir, $OSSB_CACHE_DIR, OSSB_ROOT_CACHE_DIR for the real root (not
+ * root of a user namespace), $XDG_CACHE_HOME/ossb, ~/.cache/ossb. */
+#define OSSB_ROOT_CACHE_DIR "/var/lib/ossb"
 char *ossb_cli_cache_dir(const char *flag);
 
 /* Registry options shared by build, pull, push and inspect (getopt values from 1000 on). */

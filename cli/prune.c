@@ -23,8 +23,11 @@ static const char prune_usage[] =
         "entries reference take at most SIZE (bytes, or with a suffix: 512m, 10g; default 0:\n"
         "remove every entry), and delete the layer blobs only evicted entries referenced.\n"
         "Unpacked base layers no running build uses go the same way, least recently used\n"
-        "first, until they take at most SIZE too.  Prints the bytes freed.  Builds sharing the\n"
-        "cache directory may run meanwhile.\n";
+        "first, until they take at most SIZE too.  Prints the bytes freed and the cache\n"
+        "directory.  Builds sharing the cache directory may run meanwhile.\n"
+        "\n"
+        "The cache directory: --cache-dir, else $OSSB_CACHE_DIR, else /var/lib/ossb for root,\n"
+        "else $XDG_CACHE_HOME/ossb, else ~/.cache/ossb.\n";
 
 /* "1024", "512k", "512m", "10g" (powers of 1024), "1.5g". */
 static int parse_size(const char *s, int64_t *ret)
@@ -108,6 +111,6 @@ int ossb_cmd_prune(int argc, char **argv)
         ossb_store_free(store);
         if (r < 0)
                 return ossb_cli_fail(err);
-        printf("%lld bytes freed\n", (long long) freed);
+        printf("%lld bytes freed in %s\n", (long long) freed, cache);
         return 0;
 }

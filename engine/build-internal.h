@@ -131,6 +131,10 @@ int ossb_stepcache_run_store(struct build *b, struct stage_state *s, const struc
 int ossb_stepcache_copy_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
                                char key[65], bool *ret_hit, struct ossb_error **err);
 void ossb_stepcache_copy_store(struct build *b, struct stage_state *s, const char *key, const char *created_by);
+/* WORKDIR (the directories it creates are a layer): the same, keyed by the step key; stored
+ * with ossb_stepcache_copy_store. */
+int ossb_stepcache_workdir_lookup(struct build *b, struct stage_state *s, char key[65], bool *ret_hit,
+                                  struct ossb_error **err);
 
 /* baseimage.c */
 /* Pull FROM <image> for stage s into the directory `dir` (its root): layers unpacked, config,

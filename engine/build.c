@@ -302,11 +302,21 @@ static int add_dep(struct build *b, struct stage_state *s, struct stage_state *d
 }
 
 /* RUN --mount=from=STAGE: an earlier stage the RUN needs (`from` takes no variables; a later
- * stage, the stage itself or an image is left to the RUN, which says what is wrong). */
+ * stage, the stage itself or an image is left to the RUN, which says what is wrong).  Specs
+ * without variables are checked here, so that a bad one fails the build before any work; the
+ * others once the RUN expands them. */
 static int run_mount_deps(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
                           struct ossb_error **err)
 {
         _cleanup_strv_free_ char **names = NULL;
+        for (size_t i = 0; inst->run_mounts && inst->run_mounts[i]; i++) {
+                struct ossb_run_mount m;
+                if (strchr(inst->run_mounts[i], '$'))
+                        continue;
+                if (ossb_run_mount_parse(inst->run_mounts[i], NULL, NULL, &m, err) < 0)
+                        return ossb_wrap_inst(b, inst, err);
+                ossb_run_mount_clear(&m);
+        }
         if (ossb_run_mounts_from_names(inst->run_mounts, &names) < 0)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
         for (size_t i = 0; names[i]; i++) {

@@ -721,11 +721,18 @@ static int do_workdir(struct build *b, struct stage_state *s, const struct ossb_
                 return oom(err);
         if (streq(clean, "/")) /* no layer for WORKDIR / */
                 return history(b, s, msg, true) < 0 ? oom(err) : 0;
+        char key[65];
+        bool hit = false;
+        r = ossb_stepcache_workdir_lookup(b, s, key, &hit, err);
+        if (r < 0 || hit)
+                return r;
         r = user_ids(s, ossb_config_get_str(s->img, "User"), &uid, &gid, err);
         if (r >= 0)
                 r = ossb_tree_mkdir_p(&s->root, clean, uid, gid, b->now, &c, err);
         if (r >= 0)
                 r = commit_layer(b, s, &c, msg, err);
+        if (r >= 0)
+                ossb_stepcache_copy_store(b, s, key, msg);
         ossb_changes_clear(&c);
         return r;
 }

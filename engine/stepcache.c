@@ -316,16 +316,13 @@ static int copy_key(struct build *b, struct stage_state *s, const struct ossb_df
         return r < 0 ? oom(err) : 0;
 }
 
-int ossb_stepcache_copy_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
-                               char key[65], bool *ret_hit, struct ossb_error **err)
+/* A layer entry (COPY, ADD, WORKDIR: its history text in `extra`) under `key`: applied on a hit. */
+static int layer_lookup(struct build *b, struct stage_state *s, const char *key, bool *ret_hit,
+                        struct ossb_error **err)
 {
         struct ossb_cache_entry e = { 0 };
         bool hit = false;
-        *ret_hit = false;
-        int r = copy_key(b, s, inst, key, err);
-        if (r < 0 || !key[0] || b->opts->no_cache || filtered(b, s))
-                return r;
-        r = ossb_cache_get(b->cache, key, &e, &hit, err);
+        int r = ossb_cache_get(b->cache, key, &e, &hit, err);
         if (r < 0)
                 return r;
         json_object *extra = NULL;
@@ -346,6 +343,29 @@ int ossb_stepcache_copy_lookup(struct build *b, struct stage_state *s, const str
                 json_object_put(extra);
         ossb_cache_entry_clear(&e);
         return r;
+}
+
+int ossb_stepcache_copy_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                               char key[65], bool *ret_hit, struct ossb_error **err)
+{
+        *ret_hit = false;
+        int r = copy_key(b, s, inst, key, err);
+        if (r < 0 || !key[0] || b->opts->no_cache || filtered(b, s))
+                return r;
+        return layer_lookup(b, s, key, ret_hit, err);
+}
+
+int ossb_stepcache_workdir_lookup(struct build *b, struct stage_state *s, char key[65], bool *ret_hit,
+                                  struct ossb_error **err)
+{
+        *ret_hit = false;
+        key[0] = '\0';
+        if (!b->cache || !s->exported)
+                return 0;
+        memcpy(key, s->step_key, 65);
+        if (b->opts->no_cache || filtered(b, s))
+                return 0;
+        return layer_lookup(b, s, key, ret_hit, err);
 }
 
 void ossb_stepcache_copy_store(struct build *b, struct stage_state *s, const char *key, const char *created_by)

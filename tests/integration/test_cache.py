@@ -126,7 +126,7 @@ def test_prune_empties_the_cache(ossb, context, base):
     build(ossb, ctx)
     assert not ran(build(ossb, ctx), "seven")
     r = ossb.run("prune", "--keep-storage", "1g", "--cache-dir", ossb.cache)
-    assert r.returncode == 0 and r.stdout.strip() == "0 bytes freed", str(r)
+    assert r.returncode == 0 and r.stdout.strip() == f"0 bytes freed in {ossb.cache}", str(r)
     assert not ran(build(ossb, ctx), "seven")  # within 1 GiB: kept
     r = ossb.run("prune", "--cache-dir", ossb.cache)
     assert r.returncode == 0, str(r)
@@ -168,3 +168,17 @@ def test_copy_layers_are_cached(ossb, context, base):
     r4 = ossb.build_ok(ctx, "--progress=plain")
     assert "CACHED" not in r4.stderr
     assert r4.image.rootfs()["app/b.txt"].data == b"changed\n"
+
+
+def test_workdir_layer_is_cached(ossb, context, base):
+    """WORKDIR's directories are a layer: a second build reuses it (without SOURCE_DATE_EPOCH
+    a new one would carry new mtimes), and the RUN after it hits too."""
+    ctx = context({"a.txt": b"a\n"}, df=f"FROM {base}\nWORKDIR /app/sub\nRUN echo ran-wd && pwd > /where\n")
+    r1 = ossb.build_ok(ctx, "--progress=plain")
+    time.sleep(1.1)
+    r2 = ossb.build_ok(ctx, "--progress=plain")
+    assert ran(r1, "wd") and not ran(r2, "wd"), r2.stderr
+    assert re.search(r"^#\d+ CACHED", r2.stderr, re.M), r2.stderr
+    l1, l2 = (r.image.manifest["layers"] for r in (r1, r2))
+    assert len(l1) == 3 and [d["digest"] for d in l1] == [d["digest"] for d in l2]
+    assert r2.image.rootfs()["where"].data == b"/app/sub\n"

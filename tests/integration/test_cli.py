@@ -1,6 +1,10 @@
+import os
 """Flags of `ossb build` around the build itself: result files, Dockerfile location, progress
 and log formats, help, usage errors."""
 import json
+import shutil
+import subprocess
+import tempfile
 
 import pytest
 
@@ -164,6 +168,24 @@ def test_cache_dir_from_environment(ossb, context):
     assert envcache.is_dir() and any(envcache.iterdir())
     assert not ossb.cache.exists()
     assert Layout(lay).image().digest == r.digest
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the default for root")
+def test_default_cache_dir_of_root_and_of_a_user(ossb):
+    """Without --cache-dir or $OSSB_CACHE_DIR: /var/lib/ossb for root (as buildah keeps
+    /var/lib/containers), $XDG_CACHE_HOME/ossb for other users (ossb prune names it)."""
+    env = {k: v for k, v in ossb.env.items() if k != "OSSB_CACHE_DIR"}
+    r = subprocess.run([str(ossb.binary), "prune", "--keep-storage", "100g"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().endswith(" in /var/lib/ossb"), r
+    xdg = tempfile.mkdtemp(prefix="ossb-xdg-")  # where uid 65534 can reach it
+    try:
+        os.chown(xdg, 65534, 65534)
+        user_env = dict(env, XDG_CACHE_HOME=xdg)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(ossb.binary), "prune"],
+                           env=user_env, capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip().endswith(f" in {xdg}/ossb"), r
+    finally:
+        shutil.rmtree(xdg)
 
 
 @pytest.mark.parametrize("args,needle", [

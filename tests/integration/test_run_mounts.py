@@ -356,6 +356,10 @@ def test_bad_mount_specs(ossb, context, base, snap):
     for spec, needle in cases:
         r = build(ossb, context, base, snap, f"RUN --mount={spec} true\n")
         assert_failed(r, 2, needle)
+    # found before any step runs, naming its line
+    r = build(ossb, context, base, snap, "RUN echo ran-first-step\nRUN --mount=type=nfs,target=/x true\n")
+    assert_failed(r, 2, "unsupported mount type \"nfs\"", "Dockerfile:3")
+    assert "ran-first-step" not in r.stderr, r.stderr
 
 
 # --- mount targets and layers ----------------------------------------------------------------
