@@ -4,7 +4,9 @@
  * The output is one gzip member: the header compress.h describes (mtime 0, no name, OS 255),
  * then raw deflate data cut into blocks of OSSB_PGZIP_BLOCK input bytes, each compressed on its
  * own with the previous 32 KiB of input as its dictionary and ended by a sync flush (the last one
- * by Z_FINISH), then the CRC-32 and the input size.  The bytes depend only on the input and the
+ * by Z_FINISH), then the CRC-32 and the input size.  A block whose byte histogram is as flat as
+ * random data's (already compressed files) is stored (level 0) instead: deflate could not
+ * shrink it and would spend most of its time trying.  The bytes depend only on the input and the
  * level, never on the number of threads, the caller's chunk sizes or timing.
  *
  * Threads: the caller's thread copies input into blocks and writes output, in order, through the

@@ -175,6 +175,32 @@ static void test_deterministic(void)
         ASSERT(d.len == ref.len && memcmp(d.buf, ref.buf, ref.len) == 0);
 }
 
+/* Blocks that look random are stored whatever the level: the deflate data is the same as at
+ * level 0 (everything after the header, whose XFL byte names the level); text and a block
+ * half text are compressed. */
+static bool same_as_level0(const void *data, size_t len, int level)
+{
+        _cleanup_strbuf_ struct ossb_strbuf a = OSSB_STRBUF_INIT, b = OSSB_STRBUF_INIT;
+        if (gz(data, len, level, 2, 0, &a) < 0 || gz(data, len, 0, 2, 0, &b) < 0)
+                return false;
+        return a.len == b.len && memcmp(a.buf + 10, b.buf + 10, a.len - 10) == 0;
+}
+
+static void test_random_blocks_stored(void)
+{
+        _cleanup_free_ unsigned char *half = malloc(B);
+        _cleanup_strbuf_ struct ossb_strbuf o = OSSB_STRBUF_INIT;
+        ASSERT(half);
+        memcpy(half, random_data, B / 2);
+        memcpy(half + B / 2, text_data, B / 2);
+        ASSERT(same_as_level0(random_data, 3 * B, -1));
+        ASSERT(same_as_level0(random_data, 3 * B, 9));
+        ASSERT(!same_as_level0(text_data, 3 * B, -1));
+        ASSERT(!same_as_level0(half, B, -1));
+        ASSERT(gz(half, B, -1, 2, 0, &o) == 0 && o.len < B * 3 / 4);
+        ASSERT(round_trip(half, B, -1, 2, 0));
+}
+
 /* The header is the one zlib writes with our gz_header (mtime 0, OS 255, XFL by level). */
 static void test_header(void)
 {
@@ -399,6 +425,7 @@ int main(void)
         RUN_TEST(test_round_trip_large);
         RUN_TEST(test_deterministic);
         RUN_TEST(test_header);
+        RUN_TEST(test_random_blocks_stored);
         RUN_TEST(test_gzip_cli);
         RUN_TEST(test_invalid_args);
         RUN_TEST(test_threads_setting);
