@@ -361,7 +361,7 @@ int ossb_layerstore_prune(const char *cache_dir, int64_t keep_bytes, int64_t *re
         int64_t total = 0;
         for (size_t i = 0; i < p.n; i++)
                 total += p.v[i].size;
-        if (r >= 0)
+        if (r >= 0 && p.n > 0)
                 qsort(p.v, p.n, sizeof(*p.v), by_use);
         for (size_t i = 0; r >= 0 && i < p.n && (keep_bytes == 0 || total > keep_bytes); i++) {
                 r = remove_layer(p.v[i].dir, p.v[i].hex, p.v[i].size, &p);
