@@ -113,18 +113,34 @@ static int run_env(struct stage_state *s, char ***ret, struct ossb_error **err)
         return 0;
 }
 
-/* Supplementary groups of `user` from the root's /etc/group (names or the uid). */
+/* Split a passwd/group line at ':' into at most n fields (NULL for those missing). */
+static void split_fields(char *line, char **f, int n)
+{
+        char *p = line;
+        for (int i = 0; i < n; i++) {
+                f[i] = p;
+                if (p && (p = strchr(p, ':')))
+                        *p++ = '\0';
+        }
+}
+
+/* Supplementary groups: the primary group first (as BuildKit's executor and runc give it),
+ * then the groups of the root's /etc/group that list `user` (its name) as a member. */
 static int run_groups(const struct ossb_tree *root, const char *user, gid_t primary, gid_t **ret, size_t *ret_n)
 {
         _cleanup_free_ char *path = ossb_tree_abs(root, "etc/group"), *data = NULL;
-        size_t len = 0, n = 0;
-        gid_t *g = NULL;
+        size_t len = 0, n = 1;
+        gid_t *g = malloc(sizeof(gid_t));
         *ret = NULL;
         *ret_n = 0;
-        if (!path)
-                return -ENOMEM;
-        if (!user || !*user || ossb_read_file(path, 4u << 20, &data, &len, NULL) < 0)
+        if (!path || !g)
+                return free(g), -ENOMEM;
+        g[0] = primary;
+        if (!user || !*user || ossb_read_file(path, 4u << 20, &data, &len, NULL) < 0) {
+                *ret = g;
+                *ret_n = n;
                 return 0;
+        }
         _cleanup_free_ char *name = strndup(user, strcspn(user, ":"));
         if (!name)
                 return -ENOMEM;
@@ -133,14 +149,8 @@ static int run_groups(const struct ossb_tree *root, const char *user, gid_t prim
                 if (next)
                         *next++ = '\0';
                 /* name:x:gid:member,member */
-                char *f[4] = { 0 };
-                char *p = line;
-                for (int i = 0; i < 4 && p; i++) {
-                        f[i] = p;
-                        p = strchr(p, ':');
-                        if (p)
-                                *p++ = '\0';
-                }
+                char *f[4];
+                split_fields(line, f, 4);
                 if (!f[3] || !f[2] || !*f[2])
                         continue;
                 char *end = NULL;
@@ -166,6 +176,30 @@ static int run_groups(const struct ossb_tree *root, const char *user, gid_t prim
         *ret = g;
         *ret_n = n;
         return 0;
+}
+
+/* HOME for a RUN whose environment has none, as runc (BuildKit's executor) and buildah set
+ * it: the home directory of `uid` in the root's /etc/passwd, else "/". */
+static char *run_home(const struct ossb_tree *root, uid_t uid)
+{
+        _cleanup_free_ char *path = ossb_tree_abs(root, "etc/passwd"), *data = NULL;
+        size_t len = 0;
+        if (path && ossb_read_file(path, 4u << 20, &data, &len, NULL) >= 0) {
+                for (char *line = data, *next; line && *line; line = next) {
+                        next = strchr(line, '\n');
+                        if (next)
+                                *next++ = '\0';
+                        /* name:x:uid:gid:gecos:home:shell */
+                        char *f[7];
+                        split_fields(line, f, 7);
+                        char *end = NULL;
+                        if (!f[5] || !f[2] || !*f[2] || strtoul(f[2], &end, 10) != uid || *end || !*f[5])
+                                continue;
+                        char *r = NULL;
+                        return asprintf(&r, "HOME=%s", f[5]) < 0 ? NULL : r;
+                }
+        }
+        return strdup("HOME=/");
 }
 
 /* BuildKit's history text: "RUN |2 A=1 B=2 /bin/sh -c cmd # buildkit" (the build args the
@@ -259,6 +293,18 @@ static int run_failed(const struct run_job *j, struct ossb_error **err)
                                j->res.oom_killed ? " (out of memory: the --memory limit was reached)" : "",
                                j->res.tail && *j->res.tail ? "; its last output:\n" : "",
                                j->res.tail ? j->res.tail : "");
+}
+
+/* HOME from the user's passwd entry when neither ENV nor an ARG set it. */
+static int run_add_home(struct stage_state *s, struct run_job *j, struct ossb_error **err)
+{
+        for (size_t i = 0; j->env[i]; i++)
+                if (strncmp(j->env[i], "HOME=", 5) == 0)
+                        return 0;
+        char *home = run_home(&s->root, j->uid);
+        if (!home || ossb_strv_consume(&j->env, home) < 0)
+                return oom(err);
+        return 0;
 }
 
 /* The command's environment: the step's, with the secrets' variables (which win). */
@@ -421,6 +467,8 @@ int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_i
                 r = run_env(s, &j.env, err);
         if (r >= 0)
                 r = run_user(s, &j.uid, &j.gid, &j.groups, &j.n_groups, err);
+        if (r >= 0)
+                r = run_add_home(s, &j, err);
         bool hit = false;
         if (r >= 0)
                 r = run_cached(b, s, &j, &hit, err);

@@ -154,7 +154,7 @@ int ossb_snapshot_diff(struct ossb_snapshot *s, struct ossb_store *store, const 
                 .opts = opts,
         };
         if (s->committed)
-                return ossb_error_set(err, -EINVAL, "the snapshot of `%s` was already committed: no diff", s->root);
+                return ossb_error_set(err, -EINVAL, "the snapshot of `%s` was already committed: no diff", snap_name(s));
         int r = ossb_snapshot_unmount(s, err);
         if (r >= 0)
                 r = s->ops->changes(s, &ls.sink, err);
@@ -170,7 +170,7 @@ int ossb_snapshot_diff(struct ossb_snapshot *s, struct ossb_store *store, const 
         ossb_layer_writer_free(ls.w);
         snap_inomap_clear(&ls.links);
         if (r < 0) {
-                ossb_error_wrap(err, "diff of the step on `%s`", s->root);
+                ossb_error_wrap(err, "diff of the step on `%s`", snap_name(s));
                 return r;
         }
         return 0;

@@ -84,6 +84,9 @@ extern const struct snap_backend_ops snap_overlay_ops;
 extern const struct snap_backend_ops snap_native_ops;
 extern const struct snap_backend_ops snap_layered_ops;
 
+/* What messages call the snapshot: the stage's directory, or the root it views. */
+const char *snap_name(const struct ossb_snapshot *s);
+
 /* Index of `path` in s->excl, or -1. */
 ssize_t snap_excluded(const struct ossb_snapshot *s, const char *path);
 

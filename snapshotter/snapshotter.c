@@ -191,6 +191,11 @@ enum ossb_snapshot_backend ossb_snapshot_backend(const struct ossb_snapshot *s)
         return s->backend;
 }
 
+const char *snap_name(const struct ossb_snapshot *s)
+{
+        return s->stage ? ossb_stagefs_dir(s->stage) : s->root;
+}
+
 /* ---- excluded paths ---- */
 
 static int excl_cmp(const void *key, const void *elem)
@@ -243,7 +248,7 @@ int ossb_snapshot_commit(struct ossb_snapshot *s, struct ossb_error **err)
         if (r >= 0 && !s->committed)
                 r = s->ops->commit(s, err);
         if (r < 0) {
-                ossb_error_wrap(err, "commit of the step into `%s`", s->stage ? ossb_stagefs_dir(s->stage) : s->root);
+                ossb_error_wrap(err, "commit of the step into `%s`", snap_name(s));
                 return r;
         }
         return 0;

@@ -105,6 +105,7 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 		OSSB_TEST_AS_USER=65534 OSSB=${OSSB:-$src/ossb} /usr/bin/python3 -m pytest -q -rfEs \
 			"$src/tests/integration/test_run.py" "$src/tests/integration/test_run_mounts.py" \
 			"$src/tests/integration/test_cache.py" "$src/tests/integration/test_multistage.py" \
+			"$src/tests/integration/test_run_faults.py" "$src/tests/integration/test_buildah_compare.py" \
 			--junitxml="$work/rootless.xml" -p no:cacheprovider 2>&1 | tail -30
 		count_junit "$work/rootless.xml" rootless
 	fi

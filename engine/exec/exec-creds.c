@@ -79,8 +79,10 @@ static int set_ids(const struct ossb_exec_spec *spec, struct ossb_error **err)
         const char *hint = spec->userns ? " (is it mapped in the user namespace?)" : "";
         if (setgroups(spec->n_groups, spec->groups) < 0) {
                 int e = errno;
-                /* a single-id user namespace has setgroups denied: nothing to drop there */
-                if (!(e == EPERM && spec->n_groups == 0 && (spec->userns || setgroups_denied()))) {
+                /* a single-id user namespace has setgroups denied: nothing to drop there, and
+                 * only the primary group to have */
+                bool only_primary = spec->n_groups == 0 || (spec->n_groups == 1 && spec->groups[0] == spec->gid);
+                if (!(e == EPERM && only_primary && (spec->userns || setgroups_denied()))) {
                         errno = e;
                         return ossb_error_set(err, -e, "setgroups (%zu groups): %m%s", spec->n_groups, hint);
                 }
