@@ -44,7 +44,8 @@ static const char build_usage[] =
         "                                 PATH                        like type=oci,dest=PATH\n"
         "      --push                   Push the image to every -t name (like --output type=registry)\n"
         "      --snapshotter NAME       Where RUN steps run: auto (default: overlay where it can mount,\n"
-        "                               else native), overlay (kernel overlayfs) or native (copies)\n"
+        "                               else fuse where /dev/fuse opens, else native), overlay (kernel\n"
+        "                               overlayfs), fuse (ossb's FUSE filesystem) or native (copies)\n"
         "      --network MODE           Network of RUN steps: host (default) or none (loopback only)\n"
         "  -j, --jobs N                 Build up to N independent stages at once (default: the CPUs)\n"
         "      --secret id=ID,src=FILE  A secret for RUN --mount=type=secret,id=ID (repeatable); also\n"
@@ -334,7 +335,7 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                         break;
                 case OPT_SNAPSHOTTER:
                         if (ossb_snapshot_backend_parse(optarg, &c->opts.snapshotter) < 0)
-                                return ossb_cli_usage_error("build ", "invalid --snapshotter `%s` (auto, overlay, native)", optarg);
+                                return ossb_cli_usage_error("build ", "invalid --snapshotter `%s` (auto, overlay, fuse, native)", optarg);
                         break;
                 case OPT_NETWORK:
                         if (!streq(optarg, "host") && !streq(optarg, "none") && !streq(optarg, "default"))

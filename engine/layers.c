@@ -1,5 +1,5 @@
 /* engine/layers.c - stage roots as stacks of overlay layers (snapshotter/stagefs.h), when the
- * build's snapshotter is overlay: base image layers unpacked once into the layer store and
+ * build's snapshotter is overlay or fuse: base image layers unpacked once into the layer store and
  * shared by every build, several at a time; cache hits stacked as layers instead of applied;
  * each stage's view mounted when a step needs its files.  With the native snapshotter stages
  * keep plain directories (build.c, baseimage.c). */
@@ -29,14 +29,14 @@ int ossb_build_snapshotter_init(struct build *b, struct ossb_error **err)
                 if (!b->snapshotter_reason)
                         return ossb_error_set(err, -ENOMEM, "out of memory");
         }
-        if (b->snapshotter != OSSB_SNAPSHOT_OVERLAY)
+        if (b->snapshotter != OSSB_SNAPSHOT_OVERLAY && b->snapshotter != OSSB_SNAPSHOT_FUSE)
                 return 0;
         return ossb_layerstore_open(b->opts->cache_dir, &b->layers, err);
 }
 
 int ossb_stage_fs_new(struct build *b, struct stage_state *s, const char *dir, struct ossb_error **err)
 {
-        int r = ossb_stagefs_new(dir, ossb_layerstore_userxattr(b->layers), &s->fs, err);
+        int r = ossb_stagefs_new(dir, b->snapshotter, ossb_layerstore_userxattr(b->layers), &s->fs, err);
         if (r >= 0 && s->base)
                 r = ossb_stagefs_inherit(s->fs, s->base->fs, err);
         return r;

@@ -1,4 +1,5 @@
-/* snapshotter/layered.c - the overlay backend over a stage's stack of layers (stagefs.h).
+/* snapshotter/layered.c - the overlay and fuse backends over a stage's stack of layers
+ * (stagefs.h), mounted through snapshotter/mounts.c.
  *
  * prepare: the stage's view is sealed; the step gets an overlay of the stage's lowers with a
  * fresh upper in the scratch dir (s->view), and a read-only overlay of the same lowers at
@@ -41,10 +42,7 @@ static int mount_lower_view(struct ossb_snapshot *s, const char *empty, struct o
                 return ossb_error_set(err, -ENOMEM, "out of memory");
         memcpy(l, lowers, n * sizeof(char *));
         l[n] = empty;
-        int r = snap_overlay_mount_layers(l, n + 1, NULL, NULL, s->root, s->userxattr, false, err);
-        if (r >= 0)
-                s->lower_mounted = true;
-        return r;
+        return snap_mount_open(s->backend, l, n + 1, NULL, NULL, s->root, s->userxattr, false, &s->lower_mnt, err);
 }
 
 static int layered_prepare(struct ossb_snapshot *s, struct ossb_error **err)
@@ -68,12 +66,20 @@ static int layered_prepare(struct ossb_snapshot *s, struct ossb_error **err)
                 return r;
         size_t n = 0;
         const char *const *lowers = ossb_stagefs_lowers(s->stage, &n);
-        r = snap_overlay_mount_layers(lowers, n, s->upper, s->work, merged, s->userxattr, true, err);
+        r = snap_mount_open(s->backend, lowers, n, s->upper, s->work, merged, s->userxattr, true, &s->view_mnt, err);
         if (r < 0)
                 return r;
         s->mounted = true;
         s->view = TAKE_PTR(merged);
         return 0;
+}
+
+static int layered_unmount(struct ossb_snapshot *s, struct ossb_error **err)
+{
+        int r = snap_mount_close(&s->view_mnt, err);
+        if (!s->view_mnt)
+                s->mounted = false;
+        return r;
 }
 
 static bool dir_empty(const char *path)
@@ -129,11 +135,8 @@ static int layered_commit(struct ossb_snapshot *s, struct ossb_error **err)
         int r = 0;
         for (size_t i = 0; r >= 0 && i < s->n_excl; i++)
                 r = scrub_one(s, s->excl[i].path, err);
-        if (r >= 0 && s->lower_mounted) {
-                r = snap_overlay_umount(s->root, err);
-                if (r >= 0)
-                        s->lower_mounted = false;
-        }
+        if (r >= 0)
+                r = snap_mount_close(&s->lower_mnt, err);
         if (r < 0)
                 return r;
         s->committed = true;
@@ -142,15 +145,13 @@ static int layered_commit(struct ossb_snapshot *s, struct ossb_error **err)
 
 static void layered_release(struct ossb_snapshot *s)
 {
-        if (s->mounted && snap_overlay_umount(s->view, NULL) == 0)
-                s->mounted = false;
-        if (s->lower_mounted && snap_overlay_umount(s->root, NULL) == 0)
-                s->lower_mounted = false;
+        (void) layered_unmount(s, NULL);
+        (void) snap_mount_close(&s->lower_mnt, NULL);
 }
 
 const struct snap_backend_ops snap_layered_ops = {
         .prepare = layered_prepare,
-        .unmount = snap_overlay_unmount_view,
+        .unmount = layered_unmount,
         .changes = snap_overlay_changes,
         .commit = layered_commit,
         .release = layered_release,

@@ -10,6 +10,7 @@ libossb_snapshotter_la_SOURCES += \
 	snapshotter/commit.c \
 	snapshotter/native.c \
 	snapshotter/layered.c \
+	snapshotter/mounts.c \
 	snapshotter/layerstore.h \
 	snapshotter/layerstore.c \
 	snapshotter/stagefs.h \

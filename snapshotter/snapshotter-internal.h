@@ -58,9 +58,10 @@ struct ossb_snapshot {
         char *upper;
         char *work;
         bool mounted;
-        /* overlay over a stage's layers (layered.c) */
-        struct ossb_stagefs *stage; /* borrowed */
-        bool lower_mounted;         /* the read-only view of the lowers at s->root */
+        /* overlay or fuse over a stage's layers (layered.c) */
+        struct ossb_stagefs *stage;    /* borrowed */
+        struct snap_mount *view_mnt;   /* the step's mount at s->view */
+        struct snap_mount *lower_mnt;  /* the read-only view of the lowers at s->root */
         /* native */
         struct nat_node *tree;
         bool diffed;
@@ -101,6 +102,17 @@ int snap_overlay_umount(const char *target, struct ossb_error **err);
 /* The overlay backends' unmount of s->view and their change walk (the upper dir). */
 int snap_overlay_unmount_view(struct ossb_snapshot *s, struct ossb_error **err);
 int snap_overlay_changes(struct ossb_snapshot *s, struct snap_sink *sink, struct ossb_error **err);
+/* An overlay of lowers (top first) + upper (NULL: read-only) at target, by kernel overlayfs
+ * (kind OVERLAY, see snap_overlay_mount_layers) or ossb's FUSE filesystem (kind FUSE). */
+struct snap_mount;
+int snap_mount_open(enum ossb_snapshot_backend kind, const char *const *lowers, size_t n, const char *upper,
+                    const char *work, const char *target, bool userxattr, bool allow_volatile, struct snap_mount **ret,
+                    struct ossb_error **err);
+/* Unmount and free (*m set to NULL); NULL is fine.  A kernel mount that cannot be detached
+ * stays (-errno, *m kept); a FUSE mount is always gone afterwards, an error saying what its
+ * filesystem reported. */
+int snap_mount_close(struct snap_mount **m, struct ossb_error **err);
+
 /* Give the upper directory the lower root's mode, owner and times (overlay shows the upper's). */
 int snap_copy_root_attrs(const char *root, const char *upper, struct ossb_error **err);
 /* The same over several lowers (top first); upper NULL mounts read-only (then n >= 2).  Lower

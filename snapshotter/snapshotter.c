@@ -23,7 +23,7 @@
 
 int ossb_snapshot_backend_parse(const char *s, enum ossb_snapshot_backend *ret)
 {
-        static const char *const names[] = { "auto", "overlay", "native" };
+        static const char *const names[] = { "auto", "overlay", "native", "fuse" };
         for (size_t i = 0; s && i < ELEMENTSOF(names); i++)
                 if (streq(s, names[i])) {
                         *ret = (enum ossb_snapshot_backend) i;
@@ -41,6 +41,8 @@ const char *ossb_snapshot_backend_name(enum ossb_snapshot_backend b)
                 return "overlay";
         case OSSB_SNAPSHOT_NATIVE:
                 return "native";
+        case OSSB_SNAPSHOT_FUSE:
+                return "fuse";
         }
         return "unknown";
 }
@@ -64,14 +66,15 @@ static const char *errname(int e)
         return n ? n : "unknown error";
 }
 
-/* Mount an overlay in `dir` and delete a lower file through it: 0, or -errno with *ret_what
- * naming the step that failed. */
-static int probe_in(const char *dir, bool userxattr, const char **ret_what)
+/* Mount an overlay of `kind` in `dir` and delete a lower file through it: 0, or -errno with
+ * *ret_what naming the step that failed. */
+static int probe_in(enum ossb_snapshot_backend kind, const char *dir, bool userxattr, const char **ret_what)
 {
         _cleanup_free_ char *lower = ossb_path_join(dir, "lower"), *upper = ossb_path_join(dir, "upper");
         _cleanup_free_ char *work = ossb_path_join(dir, "work"), *merged = ossb_path_join(dir, "merged");
         _cleanup_free_ char *lf = ossb_path_join(lower, "f"), *mf = ossb_path_join(merged, "f");
         _cleanup_free_ char *uf = ossb_path_join(upper, "f");
+        struct snap_mount *m = NULL;
         struct stat st;
         *ret_what = "cannot prepare the probe";
         if (!lower || !upper || !work || !merged || !lf || !mf || !uf)
@@ -81,42 +84,58 @@ static int probe_in(const char *dir, bool userxattr, const char **ret_what)
         _cleanup_close_ int fd = open(lf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0)
                 return -errno;
-        *ret_what = "mount(overlay) failed";
+        *ret_what = kind == OSSB_SNAPSHOT_FUSE ? "mount(fuse) failed" : "mount(overlay) failed";
         struct ossb_error *e = NULL;
-        int r = snap_overlay_mount(lower, upper, work, merged, userxattr, &e);
+        const char *lowers[] = { lower };
+        int r = snap_mount_open(kind, lowers, 1, upper, work, merged, userxattr, true, &m, &e);
         ossb_error_free(e);
         if (r < 0)
                 return r;
         *ret_what = "overlay whiteouts cannot be created here";
         r = unlink(mf) < 0 ? -errno : 0;
-        (void) snap_overlay_umount(merged, NULL);
+        int k = snap_mount_close(&m, NULL);
+        if (r == 0 && k < 0)
+                r = k;
         if (r == 0 && (lstat(uf, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(0, 0)))
                 r = -EPROTO;
+        return r;
+}
+
+static int probe(enum ossb_snapshot_backend kind, const char *scratch_dir, bool userxattr, const char **ret_what)
+{
+        _cleanup_free_ char *dir = ossb_path_join(scratch_dir, ".overlay-probe-XXXXXX");
+        int r = dir ? ossb_mkdir_p(scratch_dir, 0700) : -ENOMEM;
+        *ret_what = "cannot prepare the probe";
+        if (r >= 0 && !mkdtemp(dir))
+                r = -errno;
+        else if (r >= 0) {
+                r = probe_in(kind, dir, userxattr, ret_what);
+                (void) ossb_rm_rf(dir);
+        }
         return r;
 }
 
 enum ossb_snapshot_backend ossb_snapshot_backend_auto(const char *scratch_dir, const char **ret_reason)
 {
         bool userxattr = ossb_snapshot_in_userns();
-        const char *what = "cannot prepare the probe";
-        _cleanup_free_ char *dir = ossb_path_join(scratch_dir, ".overlay-probe-XXXXXX");
-        int r = dir ? ossb_mkdir_p(scratch_dir, 0700) : -ENOMEM;
-        if (r >= 0 && !mkdtemp(dir))
-                r = -errno;
-        else if (r >= 0) {
-                r = probe_in(dir, userxattr, &what);
-                (void) ossb_rm_rf(dir);
-        }
-        if (r < 0) {
-                snprintf(reason_buf, sizeof(reason_buf), "native: %s: %s", what, errname(-r));
-                if (ret_reason)
-                        *ret_reason = reason_buf;
-                return OSSB_SNAPSHOT_NATIVE;
+        const char *what = NULL, *fuse_what = NULL;
+        enum ossb_snapshot_backend b = OSSB_SNAPSHOT_OVERLAY;
+        int r = probe(OSSB_SNAPSHOT_OVERLAY, scratch_dir, userxattr, &what), fr = 0;
+        if (r >= 0)
+                snprintf(reason_buf, sizeof(reason_buf), "overlay: kernel overlayfs mounts here%s",
+                         userxattr ? " (userxattr, in a user namespace)" : "");
+        else if ((fr = probe(OSSB_SNAPSHOT_FUSE, scratch_dir, userxattr, &fuse_what)) >= 0) {
+                b = OSSB_SNAPSHOT_FUSE;
+                snprintf(reason_buf, sizeof(reason_buf), "fuse: kernel overlayfs cannot be used (%s: %s); ossb's FUSE "
+                         "filesystem mounts here", what, errname(-r));
+        } else {
+                b = OSSB_SNAPSHOT_NATIVE;
+                snprintf(reason_buf, sizeof(reason_buf), "native: overlay: %s: %s; fuse: %s: %s", what, errname(-r),
+                         fuse_what, errname(-fr));
         }
         if (ret_reason)
-                *ret_reason = userxattr ? "overlay: kernel overlayfs mounts here (userxattr, in a user namespace)"
-                                        : "overlay: kernel overlayfs mounts here";
-        return OSSB_SNAPSHOT_OVERLAY;
+                *ret_reason = reason_buf;
+        return b;
 }
 
 /* ---- the snapshot ---- */
@@ -160,7 +179,11 @@ int ossb_snapshot_new(enum ossb_snapshot_backend backend, const char *root, cons
                 const char *why = NULL;
                 backend = ossb_snapshot_backend_auto(scratch_dir, &why);
                 log_debug("snapshotter: %s", why);
+                if (backend == OSSB_SNAPSHOT_FUSE) /* a plain root: no stack for FUSE to serve */
+                        backend = OSSB_SNAPSHOT_NATIVE;
         }
+        if (backend == OSSB_SNAPSHOT_FUSE)
+                return ossb_error_set(err, -EINVAL, "the fuse snapshotter runs over a stage's layers only");
         if (backend != OSSB_SNAPSHOT_OVERLAY && backend != OSSB_SNAPSHOT_NATIVE)
                 return ossb_error_set(err, -EINVAL, "unknown snapshotter backend %d", (int) backend);
         if (stat(root, &st) < 0)
@@ -174,9 +197,10 @@ int ossb_snapshot_new(enum ossb_snapshot_backend backend, const char *root, cons
 int ossb_snapshot_new_stage(enum ossb_snapshot_backend backend, struct ossb_stagefs *stage, const char *scratch_dir,
                             struct ossb_snapshot **ret, struct ossb_error **err)
 {
-        if (backend != OSSB_SNAPSHOT_OVERLAY)
-                return ossb_error_set(err, -EINVAL, "the %s snapshotter cannot run over a stage's layers",
-                                      ossb_snapshot_backend_name(backend));
+        if (backend != ossb_stagefs_backend(stage))
+                return ossb_error_set(err, -EINVAL, "the %s snapshotter cannot run over a stage mounted by %s",
+                                      ossb_snapshot_backend_name(backend),
+                                      ossb_snapshot_backend_name(ossb_stagefs_backend(stage)));
         return snap_create(backend, &snap_layered_ops, NULL, stage, scratch_dir, ossb_stagefs_userxattr(stage), ret,
                            err);
 }
@@ -260,7 +284,7 @@ void ossb_snapshot_free(struct ossb_snapshot *s)
                 return;
         s->ops->release(s);
         if (s->scratch) {
-                if (s->mounted || s->lower_mounted) {
+                if (s->mounted || s->lower_mnt) {
                         /* never recurse into a mount we could not detach: keep it and what is under it */
                         log_debug("snapshot: `%s` is still mounted; leaving `%s` in place", s->view, s->scratch);
                 } else {

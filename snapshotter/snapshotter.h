@@ -13,14 +13,18 @@
  *            .wh..wh..opq; hard links (by inode within the upperdir, and to lower files copied
  *            up), symlinks, xattrs (security.capability included, overlay.* never), setuid/
  *            sticky bits and device nodes are written as Docker writes them.
+ *   fuse     the same on-disk formats and the same diff, with ossb's userspace overlay
+ *            filesystem (fuse/fusefs.h) mounted instead of the kernel's: for where kernel
+ *            overlayfs may not be mounted but /dev/fuse may be opened.  Stacked stages only
+ *            (ossb_snapshot_new_stage).
  *   native   no mount: the stage root itself is the view; ossb_snapshot_new records every
  *            path's metadata (type, mode, owner, size, mtime, ctime, link target, xattrs,
  *            inode) and the diff compares against it (new, changed, deleted: whiteouts).  No
  *            content is kept, so a file whose size and mtime are equal counts as changed when
  *            its ctime or inode changed (a rewrite with identical bytes is written again;
  *            nothing changed is missed).  Details in native.c.
- * ossb_snapshot_backend_auto() picks overlay when a test mount works here, else native, and
- * says why in *ret_reason.
+ * ossb_snapshot_backend_auto() picks overlay when a test mount works here, else fuse when a
+ * test FUSE mount does, else native, and says why in *ret_reason.
  *
  * Both backends write the same layer for the same change: entries in Go's walk order (per
  * directory byte-sorted, parents first); every changed path comes with its parent
@@ -46,11 +50,12 @@ enum ossb_snapshot_backend {
         OSSB_SNAPSHOT_AUTO = 0,
         OSSB_SNAPSHOT_OVERLAY,
         OSSB_SNAPSHOT_NATIVE,
+        OSSB_SNAPSHOT_FUSE,
 };
 
 int ossb_snapshot_backend_parse(const char *s, enum ossb_snapshot_backend *ret);
 const char *ossb_snapshot_backend_name(enum ossb_snapshot_backend b);
-/* Resolve AUTO by probing (an overlay mount in `scratch_dir`, removed again). */
+/* Resolve AUTO by probing (an overlay mount in `scratch_dir`, removed again; then a FUSE one). */
 /* The probe also deletes a lower file through the mount (overlay whiteouts must work).
  * *ret_reason (may be NULL), e.g. "overlay: kernel overlayfs mounts here" or
  * "native: mount(overlay) failed: EPERM", stays valid until the next call in this thread.

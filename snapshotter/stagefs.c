@@ -29,8 +29,9 @@ struct ossb_stagefs {
         int *locks;
         size_t n_locks;
         unsigned next;
+        enum ossb_snapshot_backend kind; /* OVERLAY or FUSE */
         bool userxattr;
-        bool mounted;
+        struct snap_mount *mnt;          /* the view, when mounted */
         bool sealed_for_good; /* ossb_stagefs_seal(..., final): the view is read-only */
 };
 
@@ -39,13 +40,18 @@ static int oom(struct ossb_error **err)
         return ossb_error_set(err, -ENOMEM, "out of memory");
 }
 
-int ossb_stagefs_new(const char *dir, bool userxattr, struct ossb_stagefs **ret, struct ossb_error **err)
+int ossb_stagefs_new(const char *dir, enum ossb_snapshot_backend kind, bool userxattr, struct ossb_stagefs **ret,
+                     struct ossb_error **err)
 {
+        if (kind != OSSB_SNAPSHOT_OVERLAY && kind != OSSB_SNAPSHOT_FUSE)
+                return ossb_error_set(err, -EINVAL, "stage: the %s snapshotter does not stack layers",
+                                      ossb_snapshot_backend_name(kind));
         _cleanup_free_ char *empty = ossb_path_join(dir, "empty");
         struct ossb_stagefs *fs = calloc(1, sizeof(*fs));
         if (!fs || !empty)
                 return free(fs), oom(err);
         fs->userxattr = userxattr;
+        fs->kind = kind;
         fs->dir = strdup(dir);
         fs->root = ossb_path_join(dir, "root");
         fs->work = ossb_path_join(dir, "work");
@@ -112,13 +118,7 @@ static bool upper_changed(const struct ossb_stagefs *fs)
 
 int ossb_stagefs_unmount(struct ossb_stagefs *fs, struct ossb_error **err)
 {
-        if (!fs->mounted)
-                return 0;
-        int r = snap_overlay_umount(fs->root, err);
-        if (r < 0)
-                return r;
-        fs->mounted = false;
-        return 0;
+        return snap_mount_close(&fs->mnt, err);
 }
 
 int ossb_stagefs_seal(struct ossb_stagefs *fs, struct ossb_error **err)
@@ -169,7 +169,7 @@ int ossb_stagefs_push_dir(struct ossb_stagefs *fs, const char *dir, struct ossb_
 
 int ossb_stagefs_inherit(struct ossb_stagefs *fs, const struct ossb_stagefs *parent, struct ossb_error **err)
 {
-        if (fs->n != 1 || fs->upper || fs->mounted)
+        if (fs->n != 1 || fs->upper || fs->mnt)
                 return ossb_error_set(err, -EINVAL, "stage: inherit into a stage already in use");
         if (parent->upper)
                 return ossb_error_set(err, -EINVAL, "stage: the parent stage `%s` is not finished", parent->dir);
@@ -221,7 +221,7 @@ static int clean_work(struct ossb_stagefs *fs, struct ossb_error **err)
 int ossb_stagefs_mount(struct ossb_stagefs *fs, struct ossb_error **err)
 {
         int r;
-        if (fs->mounted)
+        if (fs->mnt)
                 return 0;
         if (fs->sealed_for_good) {
                 /* read-only: at least two lowers */
@@ -230,20 +230,17 @@ int ossb_stagefs_mount(struct ossb_stagefs *fs, struct ossb_error **err)
                         return oom(err);
                 memcpy(l, fs->lowers, fs->n * sizeof(char *));
                 l[fs->n] = fs->empty2;
-                r = snap_overlay_mount_layers(l, fs->n + 1, NULL, NULL, fs->root, fs->userxattr, false, err);
+                r = snap_mount_open(fs->kind, l, fs->n + 1, NULL, NULL, fs->root, fs->userxattr, false, &fs->mnt, err);
                 free(l);
         } else {
                 if (!fs->upper && (r = make_upper(fs, err)) < 0)
                         return r;
                 r = clean_work(fs, err);
                 if (r >= 0)
-                        r = snap_overlay_mount_layers((const char *const *) fs->lowers, fs->n, fs->upper, fs->work,
-                                                      fs->root, fs->userxattr, false, err);
+                        r = snap_mount_open(fs->kind, (const char *const *) fs->lowers, fs->n, fs->upper, fs->work,
+                                            fs->root, fs->userxattr, false, &fs->mnt, err);
         }
-        if (r < 0)
-                return r;
-        fs->mounted = true;
-        return 0;
+        return r;
 }
 
 int ossb_stagefs_finish(struct ossb_stagefs *fs, struct ossb_error **err)
@@ -265,6 +262,11 @@ const char *ossb_stagefs_dir(const struct ossb_stagefs *fs)
         return fs->dir;
 }
 
+enum ossb_snapshot_backend ossb_stagefs_backend(const struct ossb_stagefs *fs)
+{
+        return fs->kind;
+}
+
 bool ossb_stagefs_userxattr(const struct ossb_stagefs *fs)
 {
         return fs->userxattr;
@@ -280,9 +282,7 @@ void ossb_stagefs_free(struct ossb_stagefs *fs)
 {
         if (!fs)
                 return;
-        bool busy = false;
-        if (fs->mounted && snap_overlay_umount(fs->root, NULL) < 0)
-                busy = true;
+        bool busy = snap_mount_close(&fs->mnt, NULL) < 0 && fs->mnt;
         for (size_t i = 0; i < fs->n_locks; i++)
                 close(fs->locks[i]);
         free(fs->locks);

@@ -23,12 +23,15 @@
 
 #include "common/error.h"
 #include "snapshotter/layerstore.h"
+#include "snapshotter/snapshotter.h"
 
 struct ossb_stagefs;
 
-/* A stage in DIR (created; must not exist or be empty).  `userxattr`: mounts happen inside a
- * user namespace (user.overlay.* attributes). */
-int ossb_stagefs_new(const char *dir, bool userxattr, struct ossb_stagefs **ret, struct ossb_error **err);
+/* A stage in DIR (created; must not exist or be empty), mounted by `kind` (OVERLAY: kernel
+ * overlayfs; FUSE: ossb's FUSE filesystem).  `userxattr`: mounts happen inside a user
+ * namespace (user.overlay.* attributes). */
+int ossb_stagefs_new(const char *dir, enum ossb_snapshot_backend kind, bool userxattr, struct ossb_stagefs **ret,
+                     struct ossb_error **err);
 
 /* Put `ld` on top of the lowers (its lock passes to the stage; *ld is cleared).  Seals first. */
 int ossb_stagefs_push_layer(struct ossb_stagefs *fs, struct ossb_layerdir *ld, struct ossb_error **err);
@@ -57,6 +60,7 @@ int ossb_stagefs_unmount(struct ossb_stagefs *fs, struct ossb_error **err);
 const char *ossb_stagefs_root(const struct ossb_stagefs *fs);
 const char *ossb_stagefs_dir(const struct ossb_stagefs *fs);
 bool ossb_stagefs_userxattr(const struct ossb_stagefs *fs);
+enum ossb_snapshot_backend ossb_stagefs_backend(const struct ossb_stagefs *fs);
 /* The lowers, top-most first (valid until the next change of the stack). */
 const char *const *ossb_stagefs_lowers(const struct ossb_stagefs *fs, size_t *ret_n);
 

@@ -6,6 +6,8 @@
 #      built in $OSSB_TEST_WORK/asan)
 #   3. integration tests (pytest, tests/integration) against real tools: skopeo, umoci, ...
 #   4. as root: the RUN suites again with ossb run as a non-root user (rootless)
+#   5. as root: POSIX and overlay-semantics checks of ossb's FUSE filesystem
+#      (tests/fuse/posix-checks.py through tests/fuse/fusefs-mount)
 # Ends with "N passed, N failed, N skipped"; exits non-zero when anything failed.
 #   SKIP_ASAN=1 skips step 2; SKIP_INTEGRATION=1 skips step 3.
 set -uo pipefail
@@ -109,6 +111,26 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 			--junitxml="$work/rootless.xml" -p no:cacheprovider 2>&1 | tail -30
 		count_junit "$work/rootless.xml" rootless
 	fi
+fi
+
+# 5. the FUSE filesystem's own checks (each check one test)
+count_summary() { # LOG NAME: its last "N passed, N failed, N skipped" line
+	local line p f s
+	line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$1" | tail -1)
+	if [ -z "$line" ]; then
+		echo "$2: no summary"; failed=$((failed + 1)); return
+	fi
+	p=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$line")
+	f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+	s=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$line")
+	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + ${s:-0}))
+}
+if [ "${SKIP_INTEGRATION:-0}" != 1 ] && [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && [ -x "$src/tests/fuse/fusefs-mount" ]; then
+	echo "=== fuse: posix-checks.py --backend ossb"
+	FUSEFS_MOUNT=$src/tests/fuse/fusefs-mount /usr/bin/python3 "$src/tests/fuse/posix-checks.py" --backend ossb \
+		>"$work/fuse-posix.log" 2>&1
+	grep -E '^(FAIL|posix-checks:)' "$work/fuse-posix.log"
+	count_summary "$work/fuse-posix.log" fuse
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"

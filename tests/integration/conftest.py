@@ -515,11 +515,24 @@ def parse_subid(text):
     return int(start), int(count)
 
 
+def open_fuse_device():
+    """Distributions ship /dev/fuse mode 0666; some machines (this project's CI among them) have
+    0600, so that only root could use FUSE: as root, give it the usual mode before ossb runs
+    as another user with --snapshotter=fuse (or auto falling back to it)."""
+    try:
+        st = os.stat("/dev/fuse")
+    except FileNotFoundError:
+        return
+    if os.geteuid() == 0 and (st.st_mode & 0o666) != 0o666:
+        os.chmod("/dev/fuse", 0o666)
+
+
 @pytest.fixture(scope="session")
 def as_user_env(tmp_path_factory):
     """The AsUser of OSSB_TEST_AS_USER, or None when it is not set."""
     if not AS_USER_UID:
         return None
+    open_fuse_device()
     return AsUser(AS_USER_UID, parse_subid(os.environ.get("OSSB_TEST_SUBID", "200000:65536")),
                   tmp_path_factory.mktemp("as-user"), tmp_path_factory.getbasetemp())
 

@@ -32,7 +32,7 @@ from debian_base import debian_base, debian_layout, debian_rootfs_tar  # noqa: F
 from registry import CLEAN_ENV
 
 DOCKERFILES = Path(__file__).resolve().parent / "dockerfiles"
-SNAPSHOTTERS = ["overlay", "native"]
+SNAPSHOTTERS = ["overlay", "fuse", "native"]
 BUSYBOX_TAG = "busybox:layered"  # images.image_layered(): base whiteout, opaque dir, hard link
 SECRET = "cmp-secret-" + secrets.token_hex(12)  # never in an image, a config or a log
 

@@ -17,7 +17,7 @@ import pytest
 
 import images
 from registry import CLEAN_ENV
-from conftest import IS_ROOT, AsUser, Layout, Ossb, dockerfile, need_tool, run_tool, write_tree
+from conftest import IS_ROOT, AsUser, Layout, Ossb, dockerfile, need_tool, open_fuse_device, run_tool, write_tree
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="the rootless tests need root to become uid 65534")
 
@@ -44,6 +44,7 @@ def rootless(ossb_binary, user_root, request):
     """rootless(subid=SUBID) -> an Ossb running as USER in a directory of its own, which also
     has a `context(files, df)` method writing contexts there."""
     made = []
+    open_fuse_device()
 
     def make(subid=SUBID):
         d = Path(tempfile.mkdtemp(prefix=request.node.name[:40] + "-", dir=user_root))
@@ -147,7 +148,7 @@ def test_cache_holds_only_the_users_files(rootless, base):
 # --- RUN ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("snap", ["overlay", "native"])
+@pytest.mark.parametrize("snap", ["overlay", "fuse", "native"])
 def test_run_created_user_keeps_owners(rootless, base, snap):
     o = rootless()
     ctx = o.context({}, f"FROM {base}\n"

@@ -17,7 +17,7 @@ from conftest import assert_failed
 # outcome would depend on the machine's /etc/subuid
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the RUN suite runs as root (OSSB_TEST_AS_USER for rootless)")
 
-SNAPSHOTTERS = ["overlay", "native"]
+SNAPSHOTTERS = ["overlay", "fuse", "native"]
 
 
 @pytest.fixture(params=SNAPSHOTTERS)

@@ -23,7 +23,7 @@ from registry import verify_store
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs and RUN as root need root")
 
-SNAPSHOTTERS = ["overlay", "native"]
+SNAPSHOTTERS = ["overlay", "fuse", "native"]
 SMALL_FS_MIB = 64
 ENOSPC = "No space left on device"
 

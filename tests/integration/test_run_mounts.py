@@ -19,7 +19,7 @@ from conftest import Layout, assert_failed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the RUN suite runs as root")
 
-SNAPSHOTTERS = ["overlay", "native"]
+SNAPSHOTTERS = ["overlay", "fuse", "native"]
 
 
 @pytest.fixture(params=SNAPSHOTTERS)

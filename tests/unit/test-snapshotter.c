@@ -45,6 +45,7 @@ static char tmpdir[] = "/tmp/ossb-test-snap-XXXXXX";
 static struct ossb_store *store;
 static bool is_root;      /* real root: devices, owners, trusted.* xattrs */
 static bool can_overlay;  /* an overlay mounts here (as root, or in a user namespace with userxattr) */
+static bool can_fuse;     /* ossb's FUSE filesystem mounts here */
 static bool userxattr;    /* in a user namespace: mounts need userxattr */
 static bool user_xattrs;
 
@@ -734,14 +735,16 @@ static int fill_layer(const char *dir, void *userdata, struct ossb_error **err)
 /* The step's layer unpacked into the layer store in overlay format and stacked over a copy
  * of the lower shows the step's tree; the store serves it again without unpacking; prune
  * keeps it while a stage holds it and removes it after. */
-static void layer_store_check(const struct layer *l, const char *lower_copy, const char *expected)
+static void layer_store_check(enum ossb_snapshot_backend kind, const char *name, const struct layer *l,
+                              const char *lower_copy, const char *expected)
 {
-        _cleanup_free_ char *cache = pj(tmpdir, "lay-cache"), *sdir = pj(tmpdir, "lay-stage2");
+        _cleanup_free_ char *cache = fmt("%s/%s-cache", tmpdir, name), *sdir = fmt("%s/%s-stage2", tmpdir, name);
         struct ossb_layerstore *ls = NULL;
         struct ossb_stagefs *fs = NULL;
         struct ossb_layerdir ld = { .lock_fd = -1 };
         _cleanup_error_ struct ossb_error *err = NULL;
         int64_t freed = -1;
+        fills = 0;
         ASSERT(ossb_layerstore_open(cache, &ls, NULL) == 0 && ossb_layerstore_userxattr(ls) == userxattr);
         ASSERT(!ossb_layerstore_has(ls, l->diff_id));
         ASSERT(ossb_layerstore_get(ls, l->diff_id, NULL, NULL, &ld, NULL) == -ENOENT);
@@ -749,7 +752,7 @@ static void layer_store_check(const struct layer *l, const char *lower_copy, con
         if (r < 0)
                 fprintf(stderr, "# %s\n", err->msg);
         ASSERT(r == 0 && fills == 1 && ossb_layerstore_has(ls, l->diff_id));
-        ASSERT(ossb_stagefs_new(sdir, userxattr, &fs, NULL) == 0);
+        ASSERT(ossb_stagefs_new(sdir, kind, userxattr, &fs, NULL) == 0);
         ASSERT(ossb_stagefs_push_dir(fs, lower_copy, NULL) == 0);
         ASSERT(ossb_stagefs_push_layer(fs, &ld, NULL) == 0 && ld.path == NULL && ld.lock_fd < 0);
         ASSERT(ossb_stagefs_mount(fs, NULL) == 0);
@@ -768,15 +771,15 @@ static void layer_store_check(const struct layer *l, const char *lower_copy, con
 
 /* After the stage's last step its view is read-only; a child stage stacks on it and its
  * changes stay its own. */
-static void finish_and_inherit(struct ossb_stagefs *fs)
+static void finish_and_inherit(enum ossb_snapshot_backend kind, const char *name, struct ossb_stagefs *fs)
 {
-        _cleanup_free_ char *cdir = pj(tmpdir, "lay-child");
+        _cleanup_free_ char *cdir = fmt("%s/%s-child", tmpdir, name);
         struct ossb_stagefs *child = NULL;
         const char *root = ossb_stagefs_root(fs);
         ASSERT(ossb_stagefs_mount(fs, NULL) == 0 && put(root, "after", "copied\n", 0644) == 0);
         ASSERT(ossb_stagefs_finish(fs, NULL) == 0);
         ASSERT(put(root, "nope", "x", 0644) < 0 && errno == EROFS);
-        ASSERT(ossb_stagefs_new(cdir, userxattr, &child, NULL) == 0);
+        ASSERT(ossb_stagefs_new(cdir, kind, userxattr, &child, NULL) == 0);
         ASSERT(ossb_stagefs_inherit(child, fs, NULL) == 0);
         ASSERT(ossb_stagefs_inherit(child, fs, NULL) == -EINVAL);
         ASSERT(ossb_stagefs_mount(child, NULL) == 0);
@@ -788,32 +791,28 @@ static void finish_and_inherit(struct ossb_stagefs *fs)
         ossb_stagefs_free(child);
 }
 
-static void test_layered_scenario(void)
+static void layered_scenario(enum ossb_snapshot_backend kind, const char *name)
 {
-        if (!can_overlay) {
-                fprintf(stderr, "# skipped: overlay needs root\n");
-                return;
-        }
-        _cleanup_free_ char *lower = pj(tmpdir, "lay-lower"), *copy = pj(tmpdir, "lay-lower2");
-        _cleanup_free_ char *base = pj(tmpdir, "lay-base"), *sdir = pj(tmpdir, "lay-stage:a,b");
-        _cleanup_free_ char *scratch = pj(tmpdir, "lay-scratch"), *expected = NULL, *got = NULL;
+        _cleanup_free_ char *lower = fmt("%s/%s-lower", tmpdir, name), *copy = fmt("%s/%s-lower2", tmpdir, name);
+        _cleanup_free_ char *base = fmt("%s/%s-base", tmpdir, name), *sdir = fmt("%s/%s-stage:a,b", tmpdir, name);
+        _cleanup_free_ char *scratch = fmt("%s/%s-scratch", tmpdir, name), *expected = NULL, *got = NULL;
         struct ossb_stagefs *fs = NULL;
         struct ossb_snapshot *s = NULL;
         struct layer l = { 0 };
         _cleanup_error_ struct ossb_error *err = NULL;
         ASSERT(make_lower(lower) == 0 && copy_tree(lower, base) == 0 && copy_tree(lower, copy) == 0);
-        ASSERT(ossb_stagefs_new(sdir, userxattr, &fs, NULL) == 0);
+        ASSERT(ossb_stagefs_new(sdir, kind, userxattr, &fs, NULL) == 0);
         ASSERT(ossb_stagefs_push_dir(fs, lower, NULL) == 0 && ossb_stagefs_mount(fs, NULL) == 0);
         got = tree_list(ossb_stagefs_root(fs), NULL);
         expected = tree_list(base, NULL);
         ASSERT(same_listing("the stage's view", got, expected));
         free(TAKE_PTR(got));
         free(TAKE_PTR(expected));
-        int r = ossb_snapshot_new_stage(OSSB_SNAPSHOT_OVERLAY, fs, scratch, &s, &err);
+        int r = ossb_snapshot_new_stage(kind, fs, scratch, &s, &err);
         if (r < 0)
                 fprintf(stderr, "# %s\n", err->msg);
         ASSERT(r == 0 && ossb_snapshot_new_stage(OSSB_SNAPSHOT_NATIVE, fs, scratch, &s, NULL) == -EINVAL);
-        ASSERT(modify(ossb_snapshot_path(s), true) == 0 && exclude_all(s) == 0);
+        ASSERT(modify(ossb_snapshot_path(s), kind == OSSB_SNAPSHOT_OVERLAY) == 0 && exclude_all(s) == 0);
         expected = tree_list(ossb_snapshot_path(s), skip_mount_points);
         ASSERT(expected && do_diff(s, &l) == 0 && !l.empty);
         ASSERT(has_entry(&l, "d3/.wh..wh..opq") && has_entry(&l, ".wh.del_me") && has_entry(&l, ".wh.d2"));
@@ -831,12 +830,30 @@ static void test_layered_scenario(void)
         got = tree_list(ossb_stagefs_root(fs), NULL);
         ASSERT(same_listing("the stage's view after the commit", got, expected));
         ASSERT(same_inode(ossb_stagefs_root(fs), "suid", "suid_link"));
-        layer_store_check(&l, copy, expected);
-        finish_and_inherit(fs);
+        layer_store_check(kind, name, &l, copy, expected);
+        finish_and_inherit(kind, name, fs);
         ossb_stagefs_free(fs);
         struct stat st;
         ASSERT(lstat(sdir, &st) < 0 && errno == ENOENT);
         layer_clear(&l);
+}
+
+static void test_layered_scenario(void)
+{
+        if (!can_overlay) {
+                fprintf(stderr, "# skipped: overlay needs root\n");
+                return;
+        }
+        layered_scenario(OSSB_SNAPSHOT_OVERLAY, "lay");
+}
+
+static void test_layered_scenario_fuse(void)
+{
+        if (!can_fuse) {
+                fprintf(stderr, "# skipped: FUSE does not mount here\n");
+                return;
+        }
+        layered_scenario(OSSB_SNAPSHOT_FUSE, "fuse");
 }
 
 /* ---- errors ---- */
@@ -847,11 +864,13 @@ static void test_backend_names(void)
         ASSERT(ossb_snapshot_backend_parse("auto", &b) == 0 && b == OSSB_SNAPSHOT_AUTO);
         ASSERT(ossb_snapshot_backend_parse("overlay", &b) == 0 && b == OSSB_SNAPSHOT_OVERLAY);
         ASSERT(ossb_snapshot_backend_parse("native", &b) == 0 && b == OSSB_SNAPSHOT_NATIVE);
-        ASSERT(ossb_snapshot_backend_parse("fuse", &b) == -EINVAL);
+        ASSERT(ossb_snapshot_backend_parse("fuse", &b) == 0 && b == OSSB_SNAPSHOT_FUSE);
+        ASSERT(ossb_snapshot_backend_parse("fuse-overlayfs", &b) == -EINVAL);
         ASSERT(ossb_snapshot_backend_parse(NULL, &b) == -EINVAL);
         ASSERT_STREQ(ossb_snapshot_backend_name(OSSB_SNAPSHOT_AUTO), "auto");
         ASSERT_STREQ(ossb_snapshot_backend_name(OSSB_SNAPSHOT_OVERLAY), "overlay");
         ASSERT_STREQ(ossb_snapshot_backend_name(OSSB_SNAPSHOT_NATIVE), "native");
+        ASSERT_STREQ(ossb_snapshot_backend_name(OSSB_SNAPSHOT_FUSE), "fuse");
         ASSERT_STREQ(ossb_snapshot_backend_name((enum ossb_snapshot_backend) 42), "unknown");
 }
 
@@ -869,7 +888,9 @@ static void test_auto(void)
         ASSERT(strncmp(why, ossb_snapshot_backend_name(b), strlen(ossb_snapshot_backend_name(b))) == 0);
         b = ossb_snapshot_backend_auto("/proc/ossb-no-such-dir", &why);
         ASSERT(b == OSSB_SNAPSHOT_NATIVE);
-        ASSERT(strncmp(why, "native: cannot prepare the probe: ", 34) == 0);
+        fprintf(stderr, "# auto in a missing dir: %s\n", why);
+        ASSERT(strncmp(why, "native: overlay: cannot prepare the probe: ", 43) == 0 &&
+               strstr(why, "; fuse: cannot prepare the probe: "));
 
         /* AUTO in ossb_snapshot_new */
         _cleanup_free_ char *root = pj(tmpdir, "auto-root"), *s2 = pj(tmpdir, "auto-scratch2");
@@ -1025,7 +1046,7 @@ static void test_too_many_layers(void)
         _cleanup_free_ char *sdir = pj(tmpdir, "many");
         _cleanup_error_ struct ossb_error *err = NULL;
         struct ossb_stagefs *fs = NULL;
-        ASSERT(ossb_stagefs_new(sdir, userxattr, &fs, NULL) == 0);
+        ASSERT(ossb_stagefs_new(sdir, OSSB_SNAPSHOT_OVERLAY, userxattr, &fs, NULL) == 0);
         for (int i = 0; i < 300; i++) {
                 _cleanup_free_ char *d = fmt("%s/l%d", tmpdir, i);
                 ASSERT(d && mkdir(d, 0755) == 0 && ossb_stagefs_push_dir(fs, d, NULL) == 0);
@@ -1173,6 +1194,17 @@ static void test_busy_unmount(void)
         ASSERT(lstat(scratch, &st) < 0 && errno == ENOENT);
 }
 
+/* Whether a FUSE stage mounts here (/dev/fuse openable, mount permitted). */
+static bool fuse_mounts(void)
+{
+        _cleanup_free_ char *d = pj(tmpdir, "fuse-probe");
+        struct ossb_stagefs *fs = NULL;
+        bool ok = d && ossb_stagefs_new(d, OSSB_SNAPSHOT_FUSE, userxattr, &fs, NULL) == 0 &&
+                  ossb_stagefs_mount(fs, NULL) == 0;
+        ossb_stagefs_free(fs);
+        return ok;
+}
+
 int main(void)
 {
         userxattr = ossb_snapshot_in_userns();
@@ -1181,6 +1213,7 @@ int main(void)
                 return 1;
         _cleanup_free_ char *probe_dir = pj(tmpdir, "probe");
         can_overlay = ossb_snapshot_backend_auto(probe_dir, NULL) == OSSB_SNAPSHOT_OVERLAY;
+        can_fuse = fuse_mounts();
         _cleanup_free_ char *sp = pj(tmpdir, "store"), *probe = pj(tmpdir, "xattr-probe");
         if (ossb_store_open(sp, &store, NULL) < 0 || put(tmpdir, "xattr-probe", "", 0644) < 0)
                 return 1;
@@ -1195,6 +1228,7 @@ int main(void)
         RUN_TEST(test_empty_overlay);
         RUN_TEST(test_mount_point_beside_change);
         RUN_TEST(test_layered_scenario);
+        RUN_TEST(test_layered_scenario_fuse);
         RUN_TEST(test_auto);
         RUN_TEST(test_bad_arguments);
         RUN_TEST(test_reserved_names);
