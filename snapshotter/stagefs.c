@@ -237,8 +237,10 @@ int ossb_stagefs_mount(struct ossb_stagefs *fs, struct ossb_error **err)
                         return r;
                 r = clean_work(fs, err);
                 if (r >= 0)
+                        /* volatile (no sync of the upper at unmount): clean_work removed what
+                         * would make the kernel refuse to mount it again */
                         r = snap_mount_open(fs->kind, (const char *const *) fs->lowers, fs->n, fs->upper, fs->work,
-                                            fs->root, fs->userxattr, false, &fs->mnt, err);
+                                            fs->root, fs->userxattr, true, &fs->mnt, err);
         }
         return r;
 }
