@@ -549,3 +549,27 @@ def test_ossb_image_runs_in_podman(request, ossb, podman, tmp_path, name, base_n
     p = podman.run(ref, command)
     assert p.returncode == 0, f"podman run {ref} exited {p.returncode}\n{p.stdout}\n{p.stderr}"
     assert p.stdout == expected
+
+
+# --- the fuse snapshotter writes the layers the overlay one writes ------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fuse_layers_equal_overlay(request, ossb, tmp_path, name):
+    """With SOURCE_DATE_EPOCH, each Dockerfile built with --snapshotter fuse and with
+    --snapshotter overlay (each with a cache dir of its own, so cache mounts start empty) gives
+    the same layer DiffIDs: ossb's FUSE filesystem leaves the upper the kernel's overlayfs
+    leaves."""
+    case = CASES[name]
+    base = get_base(request, "busybox" if "busybox" in case.bases else case.bases[0])
+    ctx, args, secret_file = prepare(name, base, case, tmp_path)
+    ids = {}
+    for snap in ("overlay", "fuse"):
+        a = ["--snapshotter", snap, "--cache-dir", str(tmp_path / f"cache-{snap}")]
+        for kv in args:
+            a += ["--build-arg", kv]
+        if secret_file:
+            a += ["--secret", f"id=token,src={secret_file}"]
+        r = ossb.build_ok(ctx, *a, env={"SOURCE_DATE_EPOCH": "1700000000"})
+        ids[snap] = r.image.config["rootfs"]["diff_ids"]
+    assert ids["fuse"] == ids["overlay"], ids
