@@ -78,6 +78,22 @@ struct ossb_fs_source {
 int ossb_fs_source_dir_new(const char *dir, bool userxattr, struct ossb_fs_source **ret, struct ossb_error **err);
 void ossb_fs_source_free(struct ossb_fs_source *src);
 
+/* ---- one source, several mounts ---- */
+
+/* A source (e.g. a lazily fetched layer with its index, chunk state and prefetch thread) that
+ * several mounts serve at once: each mount gets its own struct ossb_fs_source forwarding to it
+ * (ossb_fs_shared_mount_source), whose free drops a reference; the source is freed with the
+ * last reference.  Thread-safe reference counting. */
+struct ossb_fs_shared;
+/* Takes `src` (freed on failure too); NULL on ENOMEM.  Holds one reference. */
+struct ossb_fs_shared *ossb_fs_shared_new(struct ossb_fs_source *src);
+struct ossb_fs_shared *ossb_fs_shared_ref(struct ossb_fs_shared *sh);
+void ossb_fs_shared_unref(struct ossb_fs_shared *sh); /* accepts NULL */
+/* The shared source itself (borrowed), e.g. for its counters. */
+struct ossb_fs_source *ossb_fs_shared_source(struct ossb_fs_shared *sh);
+/* A new source for one mount (its free drops the reference it holds); -ENOMEM. */
+int ossb_fs_shared_mount_source(struct ossb_fs_shared *sh, struct ossb_fs_source **ret);
+
 /* ---- ownership override ---- */
 
 #define OSSB_FS_OVERRIDE_XATTR "user.containers.override_stat"

@@ -4,6 +4,7 @@ libossb_fuse_la_SOURCES += \
 	fuse/fusefs-internal.h \
 	fuse/override.c \
 	fuse/source-dir.c \
+	fuse/source-shared.c \
 	fuse/node.c \
 	fuse/layers.c \
 	fuse/readdir.c \

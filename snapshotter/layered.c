@@ -37,12 +37,15 @@ static int mount_lower_view(struct ossb_snapshot *s, const char *empty, struct o
 {
         size_t n = 0;
         const char *const *lowers = ossb_stagefs_lowers(s->stage, &n);
+        struct ossb_fs_shared *const *shared = ossb_stagefs_shared(s->stage);
         _cleanup_free_ const char **l = reallocarray(NULL, n + 1, sizeof(char *));
-        if (!l)
+        _cleanup_free_ struct ossb_fs_shared **sh = calloc(n + 1, sizeof(*sh));
+        if (!l || !sh)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
         memcpy(l, lowers, n * sizeof(char *));
+        memcpy(sh, shared, n * sizeof(*sh));
         l[n] = empty;
-        return snap_mount_open(s->backend, l, n + 1, NULL, NULL, s->root, s->userxattr, false, &s->lower_mnt, err);
+        return snap_mount_open(s->backend, l, sh, n + 1, NULL, NULL, s->root, s->userxattr, false, &s->lower_mnt, err);
 }
 
 static int layered_prepare(struct ossb_snapshot *s, struct ossb_error **err)
@@ -66,7 +69,8 @@ static int layered_prepare(struct ossb_snapshot *s, struct ossb_error **err)
                 return r;
         size_t n = 0;
         const char *const *lowers = ossb_stagefs_lowers(s->stage, &n);
-        r = snap_mount_open(s->backend, lowers, n, s->upper, s->work, merged, s->userxattr, true, &s->view_mnt, err);
+        r = snap_mount_open(s->backend, lowers, ossb_stagefs_shared(s->stage), n, s->upper, s->work, merged,
+                            s->userxattr, true, &s->view_mnt, err);
         if (r < 0)
                 return r;
         s->mounted = true;

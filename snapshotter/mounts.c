@@ -52,15 +52,19 @@ static int fuse_ro_dirs(struct snap_mount *m, const char **upper, const char **w
         return 0;
 }
 
-static int fuse_open(struct snap_mount *m, const char *const *lowers, size_t n, const char *upper, const char *work,
-                     bool userxattr, struct ossb_error **err)
+static int fuse_open(struct snap_mount *m, const char *const *lowers, struct ossb_fs_shared *const *shared, size_t n,
+                     const char *upper, const char *work, bool userxattr, struct ossb_error **err)
 {
         struct ossb_fs_source **src = calloc(n, sizeof(*src));
         int r = src ? 0 : ossb_error_set(err, -ENOMEM, "out of memory");
         if (r >= 0 && !upper)
                 r = fuse_ro_dirs(m, &upper, &work, err);
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = ossb_fs_source_dir_new(lowers[i], userxattr, &src[i], err);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                if (!shared || !shared[i])
+                        r = ossb_fs_source_dir_new(lowers[i], userxattr, &src[i], err);
+                else if ((r = ossb_fs_shared_mount_source(shared[i], &src[i])) < 0)
+                        ossb_error_set(err, r, "out of memory");
+        }
         if (r < 0) {
                 for (size_t i = 0; src && i < n; i++)
                         ossb_fs_source_free(src[i]);
@@ -78,17 +82,21 @@ static int fuse_open(struct snap_mount *m, const char *const *lowers, size_t n, 
         return r;
 }
 
-int snap_mount_open(enum ossb_snapshot_backend kind, const char *const *lowers, size_t n, const char *upper,
-                    const char *work, const char *target, bool userxattr, bool allow_volatile, struct snap_mount **ret,
-                    struct ossb_error **err)
+int snap_mount_open(enum ossb_snapshot_backend kind, const char *const *lowers, struct ossb_fs_shared *const *shared,
+                    size_t n, const char *upper, const char *work, const char *target, bool userxattr,
+                    bool allow_volatile, struct snap_mount **ret, struct ossb_error **err)
 {
+        for (size_t i = 0; kind != OSSB_SNAPSHOT_FUSE && shared && i < n; i++)
+                if (shared[i])
+                        return ossb_error_set(err, -EINVAL, "`%s` is read lazily: only the fuse snapshotter can mount it",
+                                              lowers[i]);
         struct snap_mount *m = calloc(1, sizeof(*m));
         if (!m || !(m->target = strdup(target))) {
                 free(m);
                 return ossb_error_set(err, -ENOMEM, "out of memory");
         }
         int r = kind == OSSB_SNAPSHOT_FUSE
-                        ? fuse_open(m, lowers, n, upper, work, userxattr, err)
+                        ? fuse_open(m, lowers, shared, n, upper, work, userxattr, err)
                         : snap_overlay_mount_layers(lowers, n, upper, work, target, userxattr, allow_volatile, err);
         if (r < 0) {
                 mount_free(m);

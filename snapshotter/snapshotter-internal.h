@@ -103,11 +103,14 @@ int snap_overlay_umount(const char *target, struct ossb_error **err);
 int snap_overlay_unmount_view(struct ossb_snapshot *s, struct ossb_error **err);
 int snap_overlay_changes(struct ossb_snapshot *s, struct snap_sink *sink, struct ossb_error **err);
 /* An overlay of lowers (top first) + upper (NULL: read-only) at target, by kernel overlayfs
- * (kind OVERLAY, see snap_overlay_mount_layers) or ossb's FUSE filesystem (kind FUSE). */
+ * (kind OVERLAY, see snap_overlay_mount_layers) or ossb's FUSE filesystem (kind FUSE).
+ * `shared` (may be NULL) parallels `lowers`: a non-NULL entry is a data source (a lazily read
+ * layer) served instead of the directory, lowers[i] then only naming it; FUSE only. */
 struct snap_mount;
-int snap_mount_open(enum ossb_snapshot_backend kind, const char *const *lowers, size_t n, const char *upper,
-                    const char *work, const char *target, bool userxattr, bool allow_volatile, struct snap_mount **ret,
-                    struct ossb_error **err);
+struct ossb_fs_shared;
+int snap_mount_open(enum ossb_snapshot_backend kind, const char *const *lowers, struct ossb_fs_shared *const *shared,
+                    size_t n, const char *upper, const char *work, const char *target, bool userxattr,
+                    bool allow_volatile, struct snap_mount **ret, struct ossb_error **err);
 /* Unmount and free (*m set to NULL); NULL is fine.  A kernel mount that cannot be detached
  * stays (-errno, *m kept); a FUSE mount is always gone afterwards, an error saying what its
  * filesystem reported. */

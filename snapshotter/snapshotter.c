@@ -87,7 +87,7 @@ static int probe_in(enum ossb_snapshot_backend kind, const char *dir, bool userx
         *ret_what = kind == OSSB_SNAPSHOT_FUSE ? "mount(fuse) failed" : "mount(overlay) failed";
         struct ossb_error *e = NULL;
         const char *lowers[] = { lower };
-        int r = snap_mount_open(kind, lowers, 1, upper, work, merged, userxattr, true, &m, &e);
+        int r = snap_mount_open(kind, lowers, NULL, 1, upper, work, merged, userxattr, true, &m, &e);
         ossb_error_free(e);
         if (r < 0)
                 return r;

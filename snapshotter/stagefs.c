@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/strbuf.h"
+#include "fuse/fusefs.h"
 #include "snapshotter/snapshotter-internal.h"
 #include "snapshotter/stagefs.h"
 
@@ -25,6 +26,8 @@ struct ossb_stagefs {
         char *upper;        /* NULL until the view is next mounted writable */
         struct stat upper0; /* the upper root's attributes when it was made */
         char **lowers;      /* top-most first; the last is DIR/empty */
+        struct ossb_fs_shared **shared; /* parallel to lowers: a lazily read layer (its source,
+                                         * referenced; lowers[i] then names it), else NULL */
         size_t n;
         int *locks;
         size_t n_locks;
@@ -64,6 +67,8 @@ int ossb_stagefs_new(const char *dir, enum ossb_snapshot_backend kind, bool user
                 r = -errno;
         if (r >= 0)
                 r = ossb_strv_push(&fs->lowers, empty);
+        if (r >= 0 && !(fs->shared = calloc(1, sizeof(*fs->shared))))
+                r = -ENOMEM;
         if (r < 0) {
                 ossb_error_set(err, r, "cannot create the stage directory `%s`: %s", dir, strerror(-r));
                 ossb_stagefs_free(fs);
@@ -74,14 +79,22 @@ int ossb_stagefs_new(const char *dir, enum ossb_snapshot_backend kind, bool user
         return 0;
 }
 
-static int insert_top(struct ossb_stagefs *fs, char *path)
+/* Put `path` (taken) and `sh` (a reference taken, may be NULL) on top of the lowers; on
+ * failure neither is taken. */
+static int insert_top(struct ossb_stagefs *fs, char *path, struct ossb_fs_shared *sh)
 {
+        struct ossb_fs_shared **ns = reallocarray(fs->shared, fs->n + 1, sizeof(*ns));
+        if (!ns)
+                return -ENOMEM;
+        fs->shared = ns;
         char **nv = reallocarray(fs->lowers, fs->n + 2, sizeof(char *));
         if (!nv)
                 return -ENOMEM;
         fs->lowers = nv;
         memmove(nv + 1, nv, (fs->n + 1) * sizeof(char *));
+        memmove(ns + 1, ns, fs->n * sizeof(*ns));
         nv[0] = path;
+        ns[0] = sh;
         fs->n++;
         return 0;
 }
@@ -131,7 +144,7 @@ int ossb_stagefs_seal(struct ossb_stagefs *fs, struct ossb_error **err)
                 free(TAKE_PTR(fs->upper));
                 return 0;
         }
-        if (insert_top(fs, fs->upper) < 0)
+        if (insert_top(fs, fs->upper, NULL) < 0)
                 return oom(err);
         fs->upper = NULL;
         return 0;
@@ -145,9 +158,24 @@ int ossb_stagefs_push_layer(struct ossb_stagefs *fs, struct ossb_layerdir *ld, s
         if (add_lock(fs, ld->lock_fd) < 0)
                 return oom(err);
         ld->lock_fd = -1;
-        if (insert_top(fs, ld->path) < 0)
+        if (insert_top(fs, ld->path, NULL) < 0)
                 return oom(err);
         ld->path = NULL;
+        return 0;
+}
+
+int ossb_stagefs_push_shared(struct ossb_stagefs *fs, struct ossb_fs_shared *sh, const char *name,
+                             struct ossb_error **err)
+{
+        if (fs->kind != OSSB_SNAPSHOT_FUSE)
+                return ossb_error_set(err, -EINVAL, "`%s` is read lazily: only the fuse snapshotter can mount it", name);
+        int r = ossb_stagefs_seal(fs, err);
+        if (r < 0)
+                return r;
+        char *p = strdup(name);
+        if (!p || insert_top(fs, p, sh) < 0)
+                return free(p), oom(err);
+        ossb_fs_shared_ref(sh);
         return 0;
 }
 
@@ -161,7 +189,7 @@ int ossb_stagefs_push_dir(struct ossb_stagefs *fs, const char *dir, struct ossb_
                 return oom(err);
         if (rename(dir, dst) < 0)
                 return ossb_error_set(err, -errno, "cannot move `%s` to `%s`: %m", dir, dst);
-        if (insert_top(fs, dst) < 0)
+        if (insert_top(fs, dst, NULL) < 0)
                 return oom(err);
         dst = NULL;
         return 0;
@@ -175,8 +203,10 @@ int ossb_stagefs_inherit(struct ossb_stagefs *fs, const struct ossb_stagefs *par
                 return ossb_error_set(err, -EINVAL, "stage: the parent stage `%s` is not finished", parent->dir);
         for (size_t i = parent->n - 1; i-- > 0;) { /* all but the parent's DIR/empty, bottom up */
                 char *p = strdup(parent->lowers[i]);
-                if (!p || insert_top(fs, p) < 0)
+                if (!p || insert_top(fs, p, parent->shared[i]) < 0)
                         return free(p), oom(err);
+                if (parent->shared[i])
+                        ossb_fs_shared_ref(parent->shared[i]);
         }
         for (size_t i = 0; i < parent->n_locks; i++) {
                 int fd = fcntl(parent->locks[i], F_DUPFD_CLOEXEC, 3);
@@ -195,7 +225,13 @@ static int make_upper(struct ossb_stagefs *fs, struct ossb_error **err)
         _cleanup_free_ char *p = NULL;
         if (asprintf(&p, "%s/upper-%u", fs->dir, fs->next++) < 0)
                 return oom(err);
-        if (stat(fs->lowers[0], &st) < 0)
+        if (fs->shared[0]) {
+                struct ossb_fs_source *src = ossb_fs_shared_source(fs->shared[0]);
+                unsigned flags = 0;
+                int r = src->ops->getattr(src->ctx, "", &st, &flags);
+                if (r < 0)
+                        return ossb_error_set(err, r, "cannot read the root of `%s`: %s", fs->lowers[0], strerror(-r));
+        } else if (stat(fs->lowers[0], &st) < 0)
                 return ossb_error_set(err, -errno, "cannot stat `%s`: %m", fs->lowers[0]);
         if (mkdir(p, 0755) < 0)
                 return ossb_error_set(err, -errno, "cannot create `%s`: %m", p);
@@ -230,7 +266,13 @@ int ossb_stagefs_mount(struct ossb_stagefs *fs, struct ossb_error **err)
                         return oom(err);
                 memcpy(l, fs->lowers, fs->n * sizeof(char *));
                 l[fs->n] = fs->empty2;
-                r = snap_mount_open(fs->kind, l, fs->n + 1, NULL, NULL, fs->root, fs->userxattr, false, &fs->mnt, err);
+                struct ossb_fs_shared **sh = calloc(fs->n + 1, sizeof(*sh));
+                if (!sh)
+                        return free(l), oom(err);
+                memcpy(sh, fs->shared, fs->n * sizeof(*sh));
+                r = snap_mount_open(fs->kind, l, sh, fs->n + 1, NULL, NULL, fs->root, fs->userxattr, false, &fs->mnt,
+                                    err);
+                free(sh);
                 free(l);
         } else {
                 if (!fs->upper && (r = make_upper(fs, err)) < 0)
@@ -239,8 +281,8 @@ int ossb_stagefs_mount(struct ossb_stagefs *fs, struct ossb_error **err)
                 if (r >= 0)
                         /* volatile (no sync of the upper at unmount): clean_work removed what
                          * would make the kernel refuse to mount it again */
-                        r = snap_mount_open(fs->kind, (const char *const *) fs->lowers, fs->n, fs->upper, fs->work,
-                                            fs->root, fs->userxattr, true, &fs->mnt, err);
+                        r = snap_mount_open(fs->kind, (const char *const *) fs->lowers, fs->shared, fs->n,
+                                            fs->upper, fs->work, fs->root, fs->userxattr, true, &fs->mnt, err);
         }
         return r;
 }
@@ -274,6 +316,11 @@ bool ossb_stagefs_userxattr(const struct ossb_stagefs *fs)
         return fs->userxattr;
 }
 
+struct ossb_fs_shared *const *ossb_stagefs_shared(const struct ossb_stagefs *fs)
+{
+        return fs->shared;
+}
+
 const char *const *ossb_stagefs_lowers(const struct ossb_stagefs *fs, size_t *ret_n)
 {
         *ret_n = fs->n;
@@ -293,6 +340,9 @@ void ossb_stagefs_free(struct ossb_stagefs *fs)
                 if (r < 0 && r != -ENOENT)
                         log_debug("stage: cannot remove `%s`: %s", fs->dir, strerror(-r));
         }
+        for (size_t i = 0; fs->shared && i < fs->n; i++)
+                ossb_fs_shared_unref(fs->shared[i]);
+        free(fs->shared);
         ossb_strv_free(fs->lowers);
         free(fs->dir);
         free(fs->root);

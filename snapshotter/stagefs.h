@@ -44,6 +44,12 @@ int ossb_stagefs_inherit(struct ossb_stagefs *fs, const struct ossb_stagefs *par
  * new upper. */
 int ossb_stagefs_seal(struct ossb_stagefs *fs, struct ossb_error **err);
 
+/* Put a lazily read layer on top of the lowers (fuse stages only): `sh` serves it (a reference
+ * is taken), `name` names it in messages.  Seals first. */
+struct ossb_fs_shared;
+int ossb_stagefs_push_shared(struct ossb_stagefs *fs, struct ossb_fs_shared *sh, const char *name,
+                             struct ossb_error **err);
+
 /* Put the directory `dir` (an upper of a RUN, same file system) on top of the lowers: it is
  * renamed into DIR.  Seals first. */
 int ossb_stagefs_push_dir(struct ossb_stagefs *fs, const char *dir, struct ossb_error **err);
@@ -61,8 +67,10 @@ const char *ossb_stagefs_root(const struct ossb_stagefs *fs);
 const char *ossb_stagefs_dir(const struct ossb_stagefs *fs);
 bool ossb_stagefs_userxattr(const struct ossb_stagefs *fs);
 enum ossb_snapshot_backend ossb_stagefs_backend(const struct ossb_stagefs *fs);
-/* The lowers, top-most first (valid until the next change of the stack). */
+/* The lowers, top-most first (valid until the next change of the stack), and the sources of
+ * those that are lazily read layers (parallel, NULL for directories). */
 const char *const *ossb_stagefs_lowers(const struct ossb_stagefs *fs, size_t *ret_n);
+struct ossb_fs_shared *const *ossb_stagefs_shared(const struct ossb_stagefs *fs);
 
 /* Unmount, drop the locks and remove DIR.  Accepts NULL. */
 void ossb_stagefs_free(struct ossb_stagefs *fs);

@@ -36,6 +36,7 @@
 #include "common/strbuf.h"
 #include "oci/oci.h"
 #include "oci/unpack.h"
+#include "fuse/fusefs.h"
 #include "snapshotter/layerstore.h"
 #include "snapshotter/snapshotter.h"
 #include "snapshotter/stagefs.h"
@@ -1038,6 +1039,47 @@ static void test_overlay_long_path(void)
         ASSERT(ossb_rm_rf(top) == 0);
 }
 
+/* A shared data source as a fuse stage's layer: every mount of the stage (its view, a RUN's
+ * mounts, a child's) serves it; the last reference frees it.  Overlay stages refuse it. */
+static void test_shared_source_layer(void)
+{
+        if (!can_fuse) {
+                fprintf(stderr, "# skipped: FUSE does not mount here\n");
+                return;
+        }
+        _cleanup_free_ char *layer = pj(tmpdir, "sh-layer"), *sdir = pj(tmpdir, "sh-stage"), *cdir = pj(tmpdir, "sh-child");
+        _cleanup_free_ char *odir = pj(tmpdir, "sh-ovl"), *scratch = pj(tmpdir, "sh-scratch");
+        struct ossb_fs_source *src = NULL;
+        struct ossb_stagefs *fs = NULL, *child = NULL, *ovl = NULL;
+        struct ossb_snapshot *snap = NULL;
+        _cleanup_error_ struct ossb_error *err = NULL;
+        struct stat st;
+        ASSERT(mkdir(layer, 0755) == 0 && put(layer, "shared.txt", "from a source\n", 0644) == 0);
+        ASSERT(ossb_fs_source_dir_new(layer, userxattr, &src, NULL) == 0);
+        struct ossb_fs_shared *sh = ossb_fs_shared_new(src);
+        ASSERT(sh);
+        ASSERT(ossb_stagefs_new(sdir, OSSB_SNAPSHOT_FUSE, userxattr, &fs, NULL) == 0);
+        ASSERT(ossb_stagefs_push_shared(fs, sh, "lazy layer", NULL) == 0);
+        ASSERT(ossb_stagefs_mount(fs, NULL) == 0 && stat_at(ossb_stagefs_root(fs), "shared.txt", &st) == 0);
+        ASSERT(ossb_snapshot_new_stage(OSSB_SNAPSHOT_FUSE, fs, scratch, &snap, &err) == 0);
+        ASSERT(put(ossb_snapshot_path(snap), "run.txt", "r\n", 0644) == 0);
+        ASSERT(ossb_snapshot_commit(snap, NULL) == 0);
+        ossb_snapshot_free(snap);
+        ASSERT(ossb_stagefs_finish(fs, NULL) == 0);
+        ASSERT(ossb_stagefs_new(cdir, OSSB_SNAPSHOT_FUSE, userxattr, &child, NULL) == 0);
+        ASSERT(ossb_stagefs_inherit(child, fs, NULL) == 0);
+        ossb_stagefs_unmount(fs, NULL); /* the child's own mount serves the source */
+        ASSERT(ossb_stagefs_mount(child, NULL) == 0);
+        ASSERT(stat_at(ossb_stagefs_root(child), "shared.txt", &st) == 0 &&
+               stat_at(ossb_stagefs_root(child), "run.txt", &st) == 0);
+        ossb_stagefs_free(child);
+        ossb_stagefs_free(fs); /* after its child: the child stacks the parent's layers */
+        ASSERT(ossb_stagefs_new(odir, OSSB_SNAPSHOT_OVERLAY, userxattr, &ovl, NULL) == 0);
+        ASSERT(ossb_stagefs_push_shared(ovl, sh, "lazy layer", &err) == -EINVAL && strstr(err->msg, "lazily"));
+        ossb_stagefs_free(ovl);
+        ossb_fs_shared_unref(sh); /* the last reference */
+}
+
 /* More layers than fit in a page of mount options even as /proc/self/fd/N: a clear error. */
 static void test_too_many_layers(void)
 {
@@ -1236,6 +1278,7 @@ int main(void)
         RUN_TEST(test_too_deep);
         RUN_TEST(test_overlay_long_path);
         RUN_TEST(test_too_many_layers);
+        RUN_TEST(test_shared_source_layer);
         RUN_TEST(test_overlay_mount_fails);
         RUN_TEST(test_commit_read_only);
         RUN_TEST(test_userxattr);
