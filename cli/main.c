@@ -25,6 +25,7 @@ static const char usage[] =
         "  push       Push an image from an OCI image layout to a registry\n"
         "  inspect    Print an image's manifest and config (JSON) from a registry\n"
         "  prune      Remove step-cache entries (least recently used first) and their layers\n"
+        "  convert    Rewrite an image's layers with another compression (estargz, zstd:chunked, ...)\n"
         "  debug      Developer tools (parse: a Dockerfile's parse as JSON; verify-store)\n"
         "  version    Print the version\n"
         "\n"
@@ -176,6 +177,8 @@ int main(int argc, char **argv)
                 r = ossb_cmd_inspect(argc - 1, argv + 1);
         else if (streq(cmd, "prune"))
                 r = ossb_cmd_prune(argc - 1, argv + 1);
+        else if (streq(cmd, "convert"))
+                r = ossb_cmd_convert(argc - 1, argv + 1);
         else if (streq(cmd, "debug"))
                 r = ossb_cmd_debug(argc - 1, argv + 1);
         else if (streq(cmd, "version"))

@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "engine/cache.h"
 #include "oci/store.h"
+#include "fuse/chunkcache.h"
 #include "snapshotter/layerstore.h"
 
 static const char prune_usage[] =
@@ -22,9 +23,10 @@ static const char prune_usage[] =
         "Remove step-cache entries, least recently used first, until the layers the remaining\n"
         "entries reference take at most SIZE (bytes, or with a suffix: 512m, 10g; default 0:\n"
         "remove every entry), and delete the layer blobs only evicted entries referenced.\n"
-        "Unpacked base layers no running build uses go the same way, least recently used\n"
-        "first, until they take at most SIZE too.  Prints the bytes freed and the cache\n"
-        "directory.  Builds sharing the cache directory may run meanwhile.\n"
+        "Unpacked base layers no running build uses, and chunks of lazily read layers, go the\n"
+        "same way, least recently used first, until each kind takes at most SIZE too.  Prints\n"
+        "the bytes freed and the cache directory.  Builds sharing the cache directory may run\n"
+        "meanwhile.\n"
         "\n"
         "The cache directory: --cache-dir, else $OSSB_CACHE_DIR, else /var/lib/ossb for root,\n"
         "else $XDG_CACHE_HOME/ossb, else ~/.cache/ossb.\n";
@@ -103,10 +105,12 @@ int ossb_cmd_prune(int argc, char **argv)
                 r = ossb_cache_open(cache, &c, &err);
         if (r >= 0)
                 r = ossb_cache_prune(c, store, keep, &freed, &err);
-        int64_t freed_layers = 0;
+        int64_t freed_layers = 0, freed_chunks = 0;
         if (r >= 0)
                 r = ossb_layerstore_prune(cache, keep, &freed_layers, &err);
-        freed += freed_layers;
+        if (r >= 0)
+                r = ossb_chunkcache_prune(cache, keep, &freed_chunks, &err);
+        freed += freed_layers + freed_chunks;
         ossb_cache_free(c);
         ossb_store_free(store);
         if (r < 0)

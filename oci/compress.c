@@ -43,6 +43,10 @@ int ossb_compression_from_string(const char *s, enum ossb_compression *ret)
                 *ret = OSSB_COMPRESSION_ZSTD;
         else if (streq(s, "uncompressed"))
                 *ret = OSSB_COMPRESSION_NONE;
+        else if (streq(s, "estargz"))
+                *ret = OSSB_COMPRESSION_ESTARGZ;
+        else if (streq(s, "zstd:chunked"))
+                *ret = OSSB_COMPRESSION_ZSTD_CHUNKED;
         else
                 return -EINVAL;
         return 0;
@@ -57,6 +61,10 @@ const char *ossb_compression_to_string(enum ossb_compression c)
                 return "zstd";
         case OSSB_COMPRESSION_NONE:
                 return "uncompressed";
+        case OSSB_COMPRESSION_ESTARGZ:
+                return "estargz";
+        case OSSB_COMPRESSION_ZSTD_CHUNKED:
+                return "zstd:chunked";
         }
         return NULL;
 }
@@ -65,8 +73,10 @@ const char *ossb_compression_media_type(enum ossb_compression c)
 {
         switch (c) {
         case OSSB_COMPRESSION_GZIP:
+        case OSSB_COMPRESSION_ESTARGZ:
                 return OSSB_MT_OCI_LAYER_GZIP;
         case OSSB_COMPRESSION_ZSTD:
+        case OSSB_COMPRESSION_ZSTD_CHUNKED:
                 return OSSB_MT_OCI_LAYER_ZSTD;
         case OSSB_COMPRESSION_NONE:
                 return OSSB_MT_OCI_LAYER;
@@ -161,6 +171,9 @@ int ossb_compressor_write(struct ossb_compressor *c, const void *data, size_t le
                 return zstd_run(c, data, len, ZSTD_e_continue, err);
         case OSSB_COMPRESSION_NONE:
                 return c->sink(c->userdata, data, len, err);
+        case OSSB_COMPRESSION_ESTARGZ: /* per-file formats: oci/seekable-write.c, never a stream */
+        case OSSB_COMPRESSION_ZSTD_CHUNKED:
+                break;
         }
         return -EINVAL;
 }
@@ -177,6 +190,9 @@ int ossb_compressor_finish(struct ossb_compressor *c, struct ossb_error **err)
                 return zstd_run(c, NULL, 0, ZSTD_e_end, err);
         case OSSB_COMPRESSION_NONE:
                 return 0;
+        case OSSB_COMPRESSION_ESTARGZ:
+        case OSSB_COMPRESSION_ZSTD_CHUNKED:
+                break;
         }
         return -EINVAL;
 }
@@ -274,6 +290,9 @@ static int decompress_chunk(struct decompressor *d, const unsigned char *buf, si
                 return unzstd_chunk(d, buf, len, err);
         case OSSB_COMPRESSION_NONE:
                 return d->sink(d->userdata, buf, len, err);
+        case OSSB_COMPRESSION_ESTARGZ: /* never detected: they are gzip and zstd */
+        case OSSB_COMPRESSION_ZSTD_CHUNKED:
+                break;
         }
         return -EINVAL;
 }

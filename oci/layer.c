@@ -11,6 +11,10 @@
  * may convert runs under the C.UTF-8 locale (uselocale): UTF-8 names become PAX path records,
  * other byte strings are stored as they are with hdrcharset=BINARY, whatever the process
  * locale is.
+ * eStargz and zstd:chunked (oci/seekable-write.c) take the same tar stream unbuffered (one
+ * callback per header and per data write), so that each file's data and each 4 MiB chunk of
+ * it can start a gzip member / zstd frame of its own; eStargz adds its TOC as the last tar
+ * entry (stargz.index.json, counted in the DiffID, as upstream does).
  */
 #include "config.h"
 
@@ -31,6 +35,7 @@
 #include "oci/compress.h"
 #include "oci/layer.h"
 #include "oci/oci-internal.h"
+#include "oci/seekable-internal.h"
 
 #define READ_CHUNK (256 * 1024)
 
@@ -61,7 +66,9 @@ struct ossb_layer_writer {
         struct ossb_layer_opts opts;
         struct archive *a;
         struct archive_entry *entry;
-        struct ossb_compressor *comp;
+        struct ossb_compressor *comp;     /* gzip, zstd, none */
+        struct ossb_seek_writer *seek;    /* eStargz, zstd:chunked */
+        int64_t tar_size;                 /* uncompressed bytes so far */
         struct ossb_store_ingest *ingest;
         struct ossb_sha256 *diff_hash;
         struct ossb_error *cb_err; /* set inside the libarchive write callback */
@@ -101,8 +108,11 @@ static la_ssize_t tar_write_cb(struct archive *a, void *userdata, const void *bu
         r = ossb_sha256_update(w->diff_hash, buf, len);
         if (r < 0)
                 r = ossb_error_set(&w->cb_err, r, "sha256 update failed");
+        else if (w->seek)
+                r = ossb_seek_writer_write(w->seek, buf, len, &w->cb_err);
         else
                 r = ossb_compressor_write(w->comp, buf, len, &w->cb_err);
+        w->tar_size += (int64_t) len;
         if (r < 0) {
                 archive_set_error(a, -r, "%s", w->cb_err && w->cb_err->msg ? w->cb_err->msg : "write failed");
                 return -1;
@@ -127,6 +137,11 @@ static int archive_fail(struct ossb_layer_writer *w, const char *what, const cha
         return r;
 }
 
+static bool is_seekable(enum ossb_compression c)
+{
+        return c == OSSB_COMPRESSION_ESTARGZ || c == OSSB_COMPRESSION_ZSTD_CHUNKED;
+}
+
 int ossb_layer_writer_new(struct ossb_store *store, const struct ossb_layer_opts *opts,
                           struct ossb_layer_writer **ret, struct ossb_error **err)
 {
@@ -147,7 +162,11 @@ int ossb_layer_writer_new(struct ossb_store *store, const struct ossb_layer_opts
         r = ossb_store_ingest_new(store, &w->ingest, err);
         if (r < 0)
                 goto fail;
-        r = ossb_compressor_new(opts->compression, opts->level, ingest_sink, w, &w->comp, err);
+        if (is_seekable(opts->compression))
+                r = ossb_seek_writer_new(opts->compression, opts->level, opts->threads, ingest_sink, w, &w->seek, err);
+        else
+                r = ossb_compressor_new_threads(opts->compression, opts->level, opts->threads, ingest_sink, w,
+                                                &w->comp, err);
         if (r < 0)
                 goto fail;
         w->a = archive_write_new();
@@ -159,6 +178,7 @@ int ossb_layer_writer_new(struct ossb_store *store, const struct ossb_layer_opts
         if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
             archive_write_set_format_option(w->a, "pax", "xattrheader", "SCHILY") != ARCHIVE_OK ||
             archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
+            (w->seek && archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK) ||
             archive_write_open(w->a, w, NULL, tar_write_cb, NULL) != ARCHIVE_OK) {
                 r = archive_fail(w, "cannot set up the tar writer", NULL, err);
                 goto fail;
@@ -238,11 +258,18 @@ static int entry_filetype(enum ossb_entry_type t, unsigned *ret)
         return -EINVAL;
 }
 
+static int64_t entry_mtime(const struct ossb_layer_writer *w, const struct ossb_layer_entry *e)
+{
+        if (w->opts.source_date_epoch >= 0 && e->mtime_sec > w->opts.source_date_epoch)
+                return w->opts.source_date_epoch;
+        return e->mtime_sec;
+}
+
 static int fill_entry(struct ossb_layer_writer *w, const struct ossb_layer_entry *e, struct ossb_error **err)
 {
         struct archive_entry *ae = w->entry;
         unsigned ft;
-        int64_t mtime = e->mtime_sec;
+        int64_t mtime = entry_mtime(w, e);
 
         if (entry_filetype(e->type, &ft) < 0)
                 return ossb_error_set(err, -EINVAL, "layer entry `%s`: unknown type %d", e->path, (int) e->type);
@@ -252,8 +279,6 @@ static int fill_entry(struct ossb_layer_writer *w, const struct ossb_layer_entry
         archive_entry_set_perm(ae, e->mode & 07777);
         archive_entry_set_uid(ae, e->uid);
         archive_entry_set_gid(ae, e->gid);
-        if (w->opts.source_date_epoch >= 0 && mtime > w->opts.source_date_epoch)
-                mtime = w->opts.source_date_epoch;
         archive_entry_set_mtime(ae, (time_t) mtime, 0);
         archive_entry_set_size(ae, e->type == OSSB_ENTRY_FILE ? e->size : 0);
         if (e->type == OSSB_ENTRY_SYMLINK)
@@ -279,13 +304,59 @@ static int write_header(struct ossb_layer_writer *w, const char *path, struct os
         return 0;
 }
 
-static int write_data(struct ossb_layer_writer *w, const void *buf, size_t len, const char *path,
-                      struct ossb_error **err)
+static int write_data_plain(struct ossb_layer_writer *w, const void *buf, size_t len, const char *path,
+                            struct ossb_error **err)
 {
         la_ssize_t n = archive_write_data(w->a, buf, len);
         if (n < 0 || (size_t) n != len)
                 return archive_fail(w, "cannot write file data", path, err);
         return 0;
+}
+
+/* File data; for the seekable formats cut at chunk boundaries, each chunk starting a new
+ * member/frame and hashed on the way. */
+static int write_data(struct ossb_layer_writer *w, const void *buf, size_t len, const char *path,
+                      struct ossb_error **err)
+{
+        const unsigned char *p = buf;
+        if (!w->seek)
+                return write_data_plain(w, buf, len, path, err);
+        while (len > 0) {
+                size_t room = ossb_seek_writer_room(w->seek);
+                int r = room > 0 ? 0 : ossb_seek_writer_next_chunk(w->seek, err);
+                if (r < 0)
+                        return r;
+                room = ossb_seek_writer_room(w->seek);
+                size_t n = len < room ? len : room;
+                r = ossb_seek_writer_file_data(w->seek, p, n, err);
+                if (r >= 0)
+                        r = write_data_plain(w, p, n, path, err);
+                if (r < 0)
+                        return r;
+                p += n;
+                len -= n;
+        }
+        return 0;
+}
+
+/* The TOC's record of an entry, before its header is written (so that what the TOC cannot
+ * hold is refused while the writer is still usable). */
+static int seek_entry(struct ossb_layer_writer *w, const struct ossb_layer_entry *e, struct ossb_error **err)
+{
+        _cleanup_free_ char *name = NULL;
+        if (!w->seek)
+                return 0;
+        size_t n = strlen(e->path);
+        if (e->type == OSSB_ENTRY_DIR && e->path[n - 1] != '/' && asprintf(&name, "%s/", e->path) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        return ossb_seek_writer_entry(w->seek, e, name ? name : e->path, entry_mtime(w, e), err);
+}
+
+static int seek_file_end(struct ossb_layer_writer *w, const struct ossb_layer_entry *e, struct ossb_error **err)
+{
+        if (!w->seek || e->type != OSSB_ENTRY_FILE || e->size == 0)
+                return 0;
+        return ossb_seek_writer_file_end(w->seek, err);
 }
 
 /* ---- file contents: io_uring double buffer, pread fallback ---- */
@@ -457,11 +528,15 @@ int ossb_layer_writer_add(struct ossb_layer_writer *w, const struct ossb_layer_e
                 r = ossb_error_set(err, -EBADF, "layer entry `%s`: no file descriptor for its content", e->path);
         if (r >= 0)
                 r = fill_entry(w, e, err);
+        if (r >= 0)
+                r = seek_entry(w, e, err);
         if (r < 0)
                 return r;
         r = write_header(w, e->path, err);
         if (r >= 0 && e->type == OSSB_ENTRY_FILE)
                 r = copy_contents(w, fd, e->path, e->size, err);
+        if (r >= 0)
+                r = seek_file_end(w, e, err);
         if (r < 0)
                 w->failed = r;
         return r;
@@ -478,11 +553,87 @@ int ossb_layer_writer_add_data(struct ossb_layer_writer *w, const struct ossb_la
                 r = entry_validate(e, err);
         if (r >= 0)
                 r = fill_entry(w, e, err);
+        if (r >= 0)
+                r = seek_entry(w, e, err);
         if (r < 0)
                 return r;
         r = write_header(w, e->path, err);
         if (r >= 0 && len > 0)
                 r = write_data(w, data, len, e->path, err);
+        if (r >= 0)
+                r = seek_file_end(w, e, err);
+        if (r < 0)
+                w->failed = r;
+        return r;
+}
+
+/* eStargz: the TOC as the last tar entry, in a member of its own. */
+static int estargz_toc_entry(struct ossb_layer_writer *w, struct ossb_error **err)
+{
+        _cleanup_free_ char *json = NULL;
+        size_t len;
+        if (archive_write_finish_entry(w->a) != ARCHIVE_OK) /* the last entry's padding */
+                return archive_fail(w, "cannot finish the tar stream", NULL, err);
+        int r = ossb_seek_writer_toc_json(w->seek, &json, &len, err);
+        if (r < 0)
+                return r;
+        struct ossb_layer_entry e = { .path = OSSB_ESTARGZ_TOC_NAME, .type = OSSB_ENTRY_FILE, .mode = 0644,
+                                      .size = (int64_t) len };
+        r = fill_entry(w, &e, err);
+        if (r >= 0)
+                r = write_header(w, e.path, err);
+        if (r >= 0)
+                r = write_data_plain(w, json, len, e.path, err);
+        return r;
+}
+
+int ossb_layer_writer_annotations(struct ossb_layer_writer *w, json_object **ret)
+{
+        if (!w->finished)
+                return -EINVAL;
+        if (!w->seek) {
+                *ret = NULL;
+                return 0;
+        }
+        return ossb_seek_writer_annotations(w->seek, w->tar_size, ret);
+}
+
+static int copy_stream(struct ossb_layer_writer *w, const struct ossb_layer_entry *e, ossb_layer_read_fn read,
+                       void *userdata, struct ossb_error **err)
+{
+        int64_t off = 0;
+        int r = buffers_alloc(w, err);
+        while (r >= 0 && off < e->size) {
+                ssize_t n = read(userdata, w->buf[0], chunk_len(e->size, off), err);
+                if (n < 0)
+                        return (int) n;
+                if (n == 0)
+                        return short_file(e->path, off, e->size, err);
+                r = write_data(w, w->buf[0], (size_t) n, e->path, err);
+                off += n;
+        }
+        return r;
+}
+
+int ossb_layer_writer_add_stream(struct ossb_layer_writer *w, const struct ossb_layer_entry *e, ossb_layer_read_fn read,
+                                 void *userdata, struct ossb_error **err)
+{
+        int r = writer_usable(w, err);
+        if (r >= 0 && (e->type != OSSB_ENTRY_FILE || e->size < 0 || !read))
+                r = ossb_error_set(err, -EINVAL, "layer entry `%s`: not a file with a reader", e->path ? e->path : "(null)");
+        if (r >= 0)
+                r = entry_validate(e, err);
+        if (r >= 0)
+                r = fill_entry(w, e, err);
+        if (r >= 0)
+                r = seek_entry(w, e, err);
+        if (r < 0)
+                return r;
+        r = write_header(w, e->path, err);
+        if (r >= 0)
+                r = copy_stream(w, e, read, userdata, err);
+        if (r >= 0)
+                r = seek_file_end(w, e, err);
         if (r < 0)
                 w->failed = r;
         return r;
@@ -497,10 +648,12 @@ int ossb_layer_writer_finish(struct ossb_layer_writer *w, char ret_digest[OSSB_D
         int r = writer_usable(w, err);
         if (r < 0)
                 return r;
-        if (archive_write_close(w->a) != ARCHIVE_OK)
+        if (w->seek && w->opts.compression == OSSB_COMPRESSION_ESTARGZ)
+                r = estargz_toc_entry(w, err);
+        if (r >= 0 && archive_write_close(w->a) != ARCHIVE_OK)
                 r = archive_fail(w, "cannot finish the tar stream", NULL, err);
         if (r >= 0)
-                r = ossb_compressor_finish(w->comp, err);
+                r = w->seek ? ossb_seek_writer_finish(w->seek, err) : ossb_compressor_finish(w->comp, err);
         if (r >= 0)
                 r = ossb_store_ingest_commit(w->ingest, NULL, digest, &size, err);
         if (r < 0) {
@@ -528,6 +681,7 @@ void ossb_layer_writer_free(struct ossb_layer_writer *w)
                 archive_write_free(w->a);
         archive_entry_free(w->entry);
         ossb_compressor_free(w->comp);
+        ossb_seek_writer_free(w->seek);
         ossb_store_ingest_free(w->ingest); /* removes the temp file unless committed */
         ossb_sha256_free(w->diff_hash);
         ossb_error_free(w->cb_err);

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <json-c/json.h>
+
 #include "common/error.h"
 #include "common/sha256.h"
 #include "oci/store.h"
@@ -27,9 +29,14 @@ enum ossb_compression {
         OSSB_COMPRESSION_GZIP = 0,
         OSSB_COMPRESSION_ZSTD,
         OSSB_COMPRESSION_NONE,
+        /* Seekable formats (oci/seekable.h): eStargz is gzip (gzip's media type), zstd:chunked
+         * is zstd (zstd's media type); both carry a table of contents and need the layer
+         * descriptor's annotations (ossb_layer_writer_annotations) to be lazily pullable. */
+        OSSB_COMPRESSION_ESTARGZ,
+        OSSB_COMPRESSION_ZSTD_CHUNKED,
 };
 
-/* Parse "gzip" | "zstd" | "uncompressed"; -EINVAL otherwise. */
+/* Parse "gzip" | "zstd" | "uncompressed" | "estargz" | "zstd:chunked"; -EINVAL otherwise. */
 int ossb_compression_from_string(const char *s, enum ossb_compression *ret);
 const char *ossb_compression_to_string(enum ossb_compression c);
 /* OCI layer media type for a compression. */
@@ -39,6 +46,7 @@ struct ossb_layer_opts {
         enum ossb_compression compression;
         int level;                 /* -1: the compressor's default (gzip 6, zstd 3) */
         int64_t source_date_epoch; /* -1: unset; else clamp every mtime to it */
+        unsigned threads;          /* compression threads: 0 the default (ossb_pgzip_default_threads) */
 };
 
 enum ossb_entry_type {
@@ -83,10 +91,25 @@ int ossb_layer_writer_add(struct ossb_layer_writer *w, const struct ossb_layer_e
 /* Add a FILE entry whose content is a buffer (len must equal e->size). */
 int ossb_layer_writer_add_data(struct ossb_layer_writer *w, const struct ossb_layer_entry *e, const void *data,
                                size_t len, struct ossb_error **err);
+/* Reads up to `cap` bytes of an entry's content into `buf`: returns how many (0 at the end)
+ * or -errno with *err set. */
+typedef ssize_t (*ossb_layer_read_fn)(void *userdata, void *buf, size_t cap, struct ossb_error **err);
+/* Add a FILE entry whose content comes from `read` (exactly e->size bytes: fewer is -EIO,
+ * more are not read), e.g. from another archive being converted (ossb_layer_convert). */
+int ossb_layer_writer_add_stream(struct ossb_layer_writer *w, const struct ossb_layer_entry *e, ossb_layer_read_fn read,
+                                 void *userdata, struct ossb_error **err);
 /* Close the tar stream, flush the compressor, commit the blob. */
 int ossb_layer_writer_finish(struct ossb_layer_writer *w, char ret_digest[OSSB_DIGEST_STR_LEN + 1],
                              int64_t *ret_size, char ret_diff_id[OSSB_DIGEST_STR_LEN + 1],
                              struct ossb_error **err);
+/* After a successful finish: the annotations the layer's descriptor must carry (*ret a new
+ * reference): for OSSB_COMPRESSION_ESTARGZ containerd.io/snapshot/stargz/toc.digest (the TOC
+ * JSON's digest) and io.containers.estargz.uncompressed-size; for OSSB_COMPRESSION_ZSTD_CHUNKED
+ * io.github.containers.zstd-chunked.manifest-checksum (the compressed TOC's digest) and
+ * -manifest-position ("offset:length:uncompressedLength:1"), also under the older
+ * io.containers.zstd-chunked.* keys that containers/storage before 1.44 reads.  *ret = NULL
+ * for the other compressions.  -EINVAL before finish, -ENOMEM. */
+int ossb_layer_writer_annotations(struct ossb_layer_writer *w, json_object **ret);
 /* Free; an unfinished layer is aborted and its temp file removed.  Accepts NULL. */
 void ossb_layer_writer_free(struct ossb_layer_writer *w);
 

@@ -12,7 +12,7 @@ build_pkgs=(build-essential autoconf automake libtool pkg-config
 	libfuse3-dev libcurl4-gnutls-dev libgnutls28-dev libjson-c-dev libzstd-dev
 	libarchive-dev liburing-dev zlib1g-dev)
 test_pkgs=(python3 python3-pytest python3-jwt python3-cryptography skopeo umoci zstd xz-utils bzip2 gcovr
-	docker-registry apache2-utils gnutls-bin busybox-static uidmap podman runc buildah debootstrap
+	docker-registry apache2-utils gnutls-bin busybox-static uidmap podman runc buildah debootstrap containerd stargz-snapshotter
 	clang libclang-rt-14-dev)
 
 export DEBIAN_FRONTEND=noninteractive
