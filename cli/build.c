@@ -46,6 +46,10 @@ static const char build_usage[] =
         "      --snapshotter NAME       Where RUN steps run: auto (default: overlay where it can mount,\n"
         "                               else fuse where /dev/fuse opens, else native), overlay (kernel\n"
         "                               overlayfs), fuse (ossb's FUSE filesystem) or native (copies)\n"
+        "      --lazy MODE              Base layers in eStargz or zstd:chunked with a TOC digest, with\n"
+        "                               the fuse snapshotter: on-demand (auto's choice there: files\n"
+        "                               fetched when a step reads them), background (and the rest\n"
+        "                               fetched meanwhile) or off (pulled in full)\n"
         "      --network MODE           Network of RUN steps: host (default) or none (loopback only)\n"
         "  -j, --jobs N                 Build up to N independent stages at once (default: the CPUs)\n"
         "      --secret id=ID,src=FILE  A secret for RUN --mount=type=secret,id=ID (repeatable); also\n"
@@ -101,6 +105,7 @@ enum {
         OPT_CACHE_DIR,
         OPT_PUSH,
         OPT_SNAPSHOTTER,
+        OPT_LAZY,
         OPT_JOBS,
         OPT_NO_CACHE_FILTER,
         OPT_NETWORK,
@@ -291,6 +296,7 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 { "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
                 { "push", no_argument, NULL, OPT_PUSH },
                 { "snapshotter", required_argument, NULL, OPT_SNAPSHOTTER },
+                { "lazy", required_argument, NULL, OPT_LAZY },
                 { "jobs", required_argument, NULL, 'j' },
                 { "no-cache-filter", required_argument, NULL, OPT_NO_CACHE_FILTER },
                 { "network", required_argument, NULL, OPT_NETWORK },
@@ -333,6 +339,11 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                                         next++;
                                 r = one && *one ? ossb_strv_push(&c->no_cache_filter, one) : (one ? 0 : -ENOMEM);
                         }
+                        break;
+                case OPT_LAZY:
+                        if (ossb_lazy_mode_parse(optarg, &c->opts.lazy) < 0)
+                                return ossb_cli_usage_error("build ", "invalid --lazy `%s` (auto, off, on-demand, background)",
+                                                            optarg);
                         break;
                 case OPT_SNAPSHOTTER:
                         if (ossb_snapshot_backend_parse(optarg, &c->opts.snapshotter) < 0)

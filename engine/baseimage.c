@@ -17,6 +17,11 @@
 #include "registry/push.h"
 #include "registry/reference.h"
 
+const struct ossb_regconf *ossb_build_regconf(struct build *b)
+{
+        return b->opts->regconf ? b->opts->regconf : b->own_regconf;
+}
+
 static int registry(struct build *b, struct ossb_registry **ret, struct ossb_error **err)
 {
         if (b->reg) {

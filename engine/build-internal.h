@@ -88,6 +88,8 @@ struct build {
         char *snapshotter_reason;            /* why AUTO chose it (logged at the first RUN, then freed) */
         struct ossb_cache *cache;            /* the step cache (NULL: not available) */
         struct ossb_layerstore *layers;      /* overlay snapshotter: unpacked image layers (layers.c) */
+        struct lazy_layer **lazy;            /* base layers read lazily (lazy.c) */
+        size_t n_lazy;
         pthread_mutex_t lock;                /* stages run in parallel: guards the registry client and
                                               * image sources, used_args, the snapshotter choice */
 };
@@ -170,7 +172,27 @@ int ossb_stage_fs_from_pulled(struct build *b, struct stage_state *s, struct oss
                               const struct ossb_reference *ref, const struct ossb_pulled_image *p,
                               struct ossb_unpack_stats *ret_stats, struct ossb_error **err);
 
+/* lazy.c: base layers read file by file (fuse snapshotter, seekable layers) */
+struct lazy_layer;
+bool ossb_lazy_enabled(const struct build *b);
+/* ret[i]: layer i of p read lazily, or NULL when it is pulled in full (ret has n_layers slots). */
+int ossb_lazy_layers(struct build *b, const struct ossb_reference *ref, const struct ossb_pulled_image *p,
+                     struct lazy_layer **ret, struct ossb_error **err);
+int ossb_lazy_push(struct ossb_stagefs *fs, struct lazy_layer *l, struct ossb_error **err);
+uint64_t ossb_lazy_fetched_bytes(struct build *b);
+/* Per lazily read layer: bytes fetched of its size (progress), and read failures (warned). */
+void ossb_lazy_report(struct build *b);
+/* The first read failure of a lazily read layer, as an error. */
+int ossb_lazy_check(struct build *b, struct ossb_error **err);
+/* Fetch in full the blobs of lazily read layers the store lacks (for outputs that hold them). */
+int ossb_lazy_materialize(struct build *b, struct ossb_error **err);
+void ossb_lazy_free_all(struct build *b);
+/* The registry configuration of the build (its own defaults when the options give none). */
+const struct ossb_regconf *ossb_build_regconf(struct build *b);
+
 /* progress.c */
+void ossb_progress_lazy(struct build *b, const char *name, const char *digest, uint64_t fetched, int64_t size,
+                        uint64_t chunks, uint64_t cache_hits);
 int ossb_progress_start(struct build *b, const char *label, const char *text);
 void ossb_progress_done(struct build *b, int id, int64_t start_ns, bool failed);
 void ossb_progress_note(struct build *b, int id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

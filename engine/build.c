@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -436,11 +437,17 @@ static int dispatch_step(struct build *b, struct stage_state *s, const struct os
                          struct ossb_error **err)
 {
         s->step_id = id;
+        uint64_t fetched = b->n_lazy ? ossb_lazy_fetched_bytes(b) : 0;
         int r = ossb_stage_root_ready(b, s, err);
         if (r >= 0)
                 r = ossb_stepcache_step_key(b, s, inst, err);
         if (r >= 0)
                 r = ossb_dispatch(b, s, inst, err);
+        if (b->n_lazy) { /* stages run in parallel: bytes of another's reads may count here */
+                uint64_t now = ossb_lazy_fetched_bytes(b);
+                if (now > fetched)
+                        ossb_progress_note(b, id, "fetched %" PRIu64 " bytes of lazily read base layers", now - fetched);
+        }
         if (r >= 0)
                 r = ossb_stepcache_advance(b, s, inst, err);
         return r;
@@ -841,6 +848,7 @@ static void build_free(struct build *b)
                 free(s->deps);
         }
         free(b->stages);
+        ossb_lazy_free_all(b); /* after the stages: they hold references to the lazy sources */
         if (b->workdir) {
                 (void) ossb_rm_rf(b->workdir);
                 free(b->workdir);
@@ -991,6 +999,16 @@ static int select_target(struct build *b, struct stage_state **ret, struct ossb_
         return 0;
 }
 
+/* Whether an output holds the layer blobs themselves (an OCI layout or archive): a push
+ * mounts what the registry already has. */
+static bool outputs_hold_blobs(const struct build *b)
+{
+        for (size_t i = 0; i < b->opts->n_outputs; i++)
+                if (b->opts->outputs[i].type != OSSB_OUTPUT_REGISTRY)
+                        return true;
+        return false;
+}
+
 int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret, struct ossb_error **err)
 {
         struct build b = { .opts = opts, .progress = { .mode = opts->progress }, .snapshotter = opts->snapshotter,
@@ -1025,6 +1043,13 @@ int ossb_build(const struct ossb_build_opts *opts, struct ossb_build_result *ret
                 e->exported = true;
         if (r >= 0)
                 r = run_needed(&b, target, err);
+        if (b.n_lazy) {
+                ossb_lazy_report(&b);
+                if (r >= 0)
+                        r = ossb_lazy_check(&b, err);
+        }
+        if (r >= 0 && b.n_lazy && outputs_hold_blobs(&b))
+                r = ossb_lazy_materialize(&b, err);
         if (r >= 0)
                 r = export_image(&b, target, &tags, ret, err);
         if (r >= 0)

@@ -48,6 +48,16 @@ int ossb_progress_mode_parse(const char *s, enum ossb_progress_mode *ret);
 /* How blob transfers are shown for a progress mode (auto: a live line on a terminal). */
 enum ossb_display_mode ossb_progress_display_mode(enum ossb_progress_mode m);
 
+/* --lazy: how base image layers in a seekable format (eStargz, zstd:chunked, with the TOC
+ * digest in their descriptor) are read when the build runs on the fuse snapshotter. */
+enum ossb_lazy_mode {
+        OSSB_LAZY_AUTO = 0,   /* on-demand with the fuse snapshotter, else off */
+        OSSB_LAZY_OFF,        /* every layer pulled and unpacked in full */
+        OSSB_LAZY_ON_DEMAND,  /* files fetched when a step reads them (and the prefetch list) */
+        OSSB_LAZY_BACKGROUND, /* the same, and the rest of each layer fetched in the background */
+};
+int ossb_lazy_mode_parse(const char *s, enum ossb_lazy_mode *ret);
+
 struct ossb_build_opts {
         const char *context_dir;
         const char *dockerfile_name;  /* for messages: the path given, or "-" */
@@ -84,7 +94,9 @@ struct ossb_build_opts {
         char *const *no_cache_filter;       /* --no-cache-filter: stage names whose RUN steps skip the
                                              * cache lookup (NULL-terminated, may be NULL) */
         int jobs;                           /* --jobs: stages built at once; <= 0: the CPUs ossb may use */
+        enum ossb_lazy_mode lazy;           /* --lazy: base layers read file by file (fuse snapshotter) */
 };
+
 
 struct ossb_build_result {
         char manifest_digest[OSSB_DIGEST_STR_LEN + 1];

@@ -165,18 +165,26 @@ int ossb_stage_fs_from_pulled(struct build *b, struct stage_state *s, struct oss
 {
         size_t n = p->parsed->n_layers;
         _cleanup_free_ bool *want = calloc(n ? n : 1, sizeof(bool));
+        _cleanup_free_ struct lazy_layer **lazy = calloc(n ? n : 1, sizeof(*lazy));
         struct pull_fill pf = { .b = b };
-        if (!want)
+        if (!want || !lazy)
                 return ossb_error_set(err, -ENOMEM, "out of memory");
+        int r = ossb_lazy_enabled(b) ? ossb_lazy_layers(b, ref, p, lazy, err) : 0;
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < n; i++) {
                 const char *id = diff_id_at(p, i);
-                want[i] = !id || !ossb_layerstore_has(b->layers, id);
+                want[i] = !lazy[i] && (!id || !ossb_layerstore_has(b->layers, id));
         }
         pthread_mutex_init(&pf.lock, NULL);
-        int r = ossb_pull_layers(reg, b->store, ref, p, want, unpack_workers(), consume_layer, &pf, err);
+        r = ossb_pull_layers(reg, b->store, ref, p, want, unpack_workers(), consume_layer, &pf, err);
         pthread_mutex_destroy(&pf.lock);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct ossb_layerdir ld = { .lock_fd = -1 };
+                if (lazy[i]) {
+                        r = ossb_lazy_push(s->fs, lazy[i], err);
+                        continue;
+                }
                 r = layer_get(b, p->parsed->layers[i].digest, diff_id_at(p, i), &ld, &pf.stats, err);
                 if (r >= 0)
                         r = ossb_stagefs_push_layer(s->fs, &ld, err);

@@ -12,7 +12,8 @@ libossb_engine_la_SOURCES += \
 	engine/baseimage.c \
 	engine/run.c \
 	engine/stepcache.c \
-	engine/layers.c
+	engine/layers.c \
+	engine/lazy.c
 
 check_PROGRAMS += tests/unit/test-engine-imageconfig
 TESTS += tests/unit/test-engine-imageconfig

@@ -2,6 +2,7 @@
  * same with colour and timings on a terminal, or JSON events (--progress=json). */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,4 +131,29 @@ void ossb_progress_done(struct build *b, int id, int64_t start_ns, bool failed)
         default:
                 fprintf(stderr, "#%d %s %.1fs\n", id, failed ? "ERROR" : "DONE", secs);
         }
+}
+
+void ossb_progress_lazy(struct build *b, const char *name, const char *digest, uint64_t fetched, int64_t size,
+                        uint64_t chunks, uint64_t cache_hits)
+{
+        double pct = size > 0 ? 100.0 * (double) fetched / (double) size : 0;
+        if (b->progress.mode == OSSB_PROGRESS_QUIET)
+                return;
+        if (b->progress.mode == OSSB_PROGRESS_JSON) {
+                json_object *o = json_object_new_object();
+                if (!o)
+                        return;
+                json_object_object_add(o, "status", json_object_new_string("lazy"));
+                json_object_object_add(o, "name", json_object_new_string(name));
+                json_object_object_add(o, "layer", json_object_new_string(digest));
+                json_object_object_add(o, "fetched_bytes", json_object_new_int64((int64_t) fetched));
+                json_object_object_add(o, "size", json_object_new_int64(size));
+                json_object_object_add(o, "chunks", json_object_new_int64((int64_t) chunks));
+                json_object_object_add(o, "cache_hits", json_object_new_int64((int64_t) cache_hits));
+                fprintf(stderr, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(o);
+                return;
+        }
+        fprintf(stderr, "lazy: %s: fetched %" PRIu64 " of %" PRId64 " bytes (%.2f%%), %" PRIu64 " chunks, %" PRIu64
+                        " from the chunk cache\n", name, fetched, size, pct, chunks, cache_hits);
 }
