@@ -13,6 +13,7 @@
 struct ossb_fs_shared {
         struct ossb_fs_source *src;
         atomic_int refs;
+        struct ossb_fs_source_ops ops; /* shared_ops, without readdir_ino when src lacks it */
 };
 
 #define SRC(ctx) (((struct ossb_fs_shared *) (ctx))->src)
@@ -88,20 +89,6 @@ static const struct ossb_fs_source_ops shared_ops = {
         .readdir_ino = sh_readdir_ino,
 };
 
-/* The same table without readdir_ino, for sources that lack it (the filesystem tests for it). */
-static const struct ossb_fs_source_ops shared_ops_no_ino = {
-        .getattr = sh_getattr,
-        .readdir = sh_readdir,
-        .open = sh_open,
-        .read = sh_read,
-        .handle_fd = sh_handle_fd,
-        .release = sh_release,
-        .readlink = sh_readlink,
-        .getxattr = sh_getxattr,
-        .listxattr = sh_listxattr,
-        .free = sh_free,
-};
-
 struct ossb_fs_shared *ossb_fs_shared_new(struct ossb_fs_source *src)
 {
         struct ossb_fs_shared *sh = calloc(1, sizeof(*sh));
@@ -111,6 +98,9 @@ struct ossb_fs_shared *ossb_fs_shared_new(struct ossb_fs_source *src)
         }
         sh->src = src;
         atomic_init(&sh->refs, 1);
+        sh->ops = shared_ops;
+        if (!src->ops->readdir_ino) /* the filesystem tests for it */
+                sh->ops.readdir_ino = NULL;
         return sh;
 }
 
@@ -140,7 +130,7 @@ int ossb_fs_shared_mount_source(struct ossb_fs_shared *sh, struct ossb_fs_source
                 free(s);
                 return -ENOMEM;
         }
-        s->ops = sh->src->ops->readdir_ino ? &shared_ops : &shared_ops_no_ino;
+        s->ops = &sh->ops;
         s->ctx = ossb_fs_shared_ref(sh);
         *ret = s;
         return 0;

@@ -32,20 +32,13 @@ static int mkdirs(struct ossb_snapshot *s, const char *merged, const char *lower
         return 0;
 }
 
-/* The read-only view of the lowers (an overlay without upper needs two of them). */
+/* The read-only view of the lowers. */
 static int mount_lower_view(struct ossb_snapshot *s, const char *empty, struct ossb_error **err)
 {
         size_t n = 0;
         const char *const *lowers = ossb_stagefs_lowers(s->stage, &n);
-        struct ossb_fs_shared *const *shared = ossb_stagefs_shared(s->stage);
-        _cleanup_free_ const char **l = reallocarray(NULL, n + 1, sizeof(char *));
-        _cleanup_free_ struct ossb_fs_shared **sh = calloc(n + 1, sizeof(*sh));
-        if (!l || !sh)
-                return ossb_error_set(err, -ENOMEM, "out of memory");
-        memcpy(l, lowers, n * sizeof(char *));
-        memcpy(sh, shared, n * sizeof(*sh));
-        l[n] = empty;
-        return snap_mount_open(s->backend, l, sh, n + 1, NULL, NULL, s->root, s->userxattr, false, &s->lower_mnt, err);
+        return snap_mount_open_ro(s->backend, lowers, ossb_stagefs_shared(s->stage), n, empty, s->root, s->userxattr,
+                                  &s->lower_mnt, err);
 }
 
 static int layered_prepare(struct ossb_snapshot *s, struct ossb_error **err)

@@ -122,3 +122,18 @@ int snap_mount_close(struct snap_mount **mp, struct ossb_error **err)
         *mp = NULL;
         return r;
 }
+
+int snap_mount_open_ro(enum ossb_snapshot_backend kind, const char *const *lowers, struct ossb_fs_shared *const *shared,
+                       size_t n, const char *empty, const char *target, bool userxattr, struct snap_mount **ret,
+                       struct ossb_error **err)
+{
+        _cleanup_free_ const char **l = reallocarray(NULL, n + 1, sizeof(char *));
+        _cleanup_free_ struct ossb_fs_shared **sh = calloc(n + 1, sizeof(*sh));
+        if (!l || !sh)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        memcpy(l, lowers, n * sizeof(char *));
+        if (shared)
+                memcpy(sh, shared, n * sizeof(*sh));
+        l[n] = empty;
+        return snap_mount_open(kind, l, sh, n + 1, NULL, NULL, target, userxattr, false, ret, err);
+}

@@ -111,6 +111,11 @@ struct ossb_fs_shared;
 int snap_mount_open(enum ossb_snapshot_backend kind, const char *const *lowers, struct ossb_fs_shared *const *shared,
                     size_t n, const char *upper, const char *work, const char *target, bool userxattr,
                     bool allow_volatile, struct snap_mount **ret, struct ossb_error **err);
+/* A read-only overlay of lowers with the empty directory `empty` beneath them (kernel
+ * overlayfs wants two lowers when there is no upper). */
+int snap_mount_open_ro(enum ossb_snapshot_backend kind, const char *const *lowers, struct ossb_fs_shared *const *shared,
+                       size_t n, const char *empty, const char *target, bool userxattr, struct snap_mount **ret,
+                       struct ossb_error **err);
 /* Unmount and free (*m set to NULL); NULL is fine.  A kernel mount that cannot be detached
  * stays (-errno, *m kept); a FUSE mount is always gone afterwards, an error saying what its
  * filesystem reported. */

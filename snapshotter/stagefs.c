@@ -260,20 +260,8 @@ int ossb_stagefs_mount(struct ossb_stagefs *fs, struct ossb_error **err)
         if (fs->mnt)
                 return 0;
         if (fs->sealed_for_good) {
-                /* read-only: at least two lowers */
-                const char **l = reallocarray(NULL, fs->n + 1, sizeof(char *));
-                if (!l)
-                        return oom(err);
-                memcpy(l, fs->lowers, fs->n * sizeof(char *));
-                l[fs->n] = fs->empty2;
-                struct ossb_fs_shared **sh = calloc(fs->n + 1, sizeof(*sh));
-                if (!sh)
-                        return free(l), oom(err);
-                memcpy(sh, fs->shared, fs->n * sizeof(*sh));
-                r = snap_mount_open(fs->kind, l, sh, fs->n + 1, NULL, NULL, fs->root, fs->userxattr, false, &fs->mnt,
-                                    err);
-                free(sh);
-                free(l);
+                r = snap_mount_open_ro(fs->kind, (const char *const *) fs->lowers, fs->shared, fs->n, fs->empty2,
+                                       fs->root, fs->userxattr, &fs->mnt, err);
         } else {
                 if (!fs->upper && (r = make_upper(fs, err)) < 0)
                         return r;
