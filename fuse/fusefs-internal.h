@@ -201,9 +201,23 @@ struct ossb_fusefs {
 
         atomic_bool override_seen; /* an override attribute was written: serve them */
 
+        /* FUSE_HANDLE_KILLPRIV_V2, negotiated below libfuse (fuse/wire.c) */
+        atomic_uint_fast64_t init_unique; /* the FUSE_INIT request's id, 0 before it came */
+        atomic_bool killpriv_offered;     /* the kernel offered it */
+        atomic_bool killpriv_v2;          /* the reply asked for it: the filesystem kills suid bits */
+
         atomic_uint_fast64_t tmp_seq;
         atomic_uint_fast64_t st_requests, st_lookups, st_copy_ups, st_copy_up_bytes, st_lower_bytes;
+        atomic_uint_fast64_t st_by_opcode[OSSB_FUSEFS_N_OPCODES];
 };
+
+/* Whether the request this thread is handling asked to clear setuid/setgid (FUSE_HANDLE_KILLPRIV_V2:
+ * a WRITE, SETATTR or OPEN by a caller without CAP_FSETID); set by mount.c's reader. */
+bool req_kill_suidgid(void);
+/* Whether the caller of that request is in group gid (its fs gid or a supplementary group). */
+bool req_caller_in_group(gid_t gid);
+/* Clear n's setuid bit, and setgid when group-executable (ops-attr.c). */
+int node_kill_suidgid(struct ossb_fusefs *fs, struct fnode *n);
 
 /* ---- failures (mount.c) ---- */
 

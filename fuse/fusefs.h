@@ -122,13 +122,20 @@ struct ossb_fusefs_opts {
 };
 
 /* Counters of one mount (for benchmarks and --log-level debug). */
+#define OSSB_FUSEFS_N_OPCODES 64
 struct ossb_fusefs_stats {
         uint64_t requests;
         uint64_t lookups;
         uint64_t copy_ups;
         uint64_t copy_up_bytes;
         uint64_t lower_bytes_read; /* bytes read from lower sources (reads and copy-ups) */
+        /* (Added.) Requests read from the kernel by FUSE opcode (ossb_fusefs_opcode_name), the
+         * ones libfuse answers itself included; opcodes >= OSSB_FUSEFS_N_OPCODES count in the last. */
+        uint64_t by_opcode[OSSB_FUSEFS_N_OPCODES];
 };
+
+/* The kernel's name of a FUSE opcode ("GETXATTR"), or NULL for an unknown one. */
+const char *ossb_fusefs_opcode_name(unsigned opcode);
 
 struct ossb_fusefs;
 

@@ -14,7 +14,8 @@ libossb_fuse_la_SOURCES += \
 	fuse/ops-ns.c \
 	fuse/ops-rename.c \
 	fuse/ops-file.c \
-	fuse/mount.c
+	fuse/mount.c \
+	fuse/wire.c fuse/wire.h
 
 # A foreground mount for the unionmount test suite and benchmarks (usage in its header).
 check_PROGRAMS += tests/fuse/fusefs-mount
@@ -32,3 +33,8 @@ TESTS += tests/unit/test-fusefs-kernel
 tests_unit_test_fusefs_kernel_SOURCES = tests/unit/test-fusefs-kernel.c tests/unit/test-fusefs-util.c \
 	tests/unit/test-fusefs-util.h tests/unit/tap.h
 tests_unit_test_fusefs_kernel_LDADD = $(OSSB_LIBS)
+
+check_PROGRAMS += tests/unit/test-fuse-wire
+TESTS += tests/unit/test-fuse-wire
+tests_unit_test_fuse_wire_SOURCES = tests/unit/test-fuse-wire.c tests/unit/tap.h
+tests_unit_test_fuse_wire_LDADD = $(OSSB_LIBS)

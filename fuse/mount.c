@@ -1,7 +1,7 @@
 /* fuse/mount.c - one mount's life: checking the options, the root node, mount(2) on an fd of
  * /dev/fuse (no fusermount3), the libfuse multithreaded session loop in a thread of this
  * process, FUSE_INIT negotiation (long caches, writeback cache, large requests, splice for
- * reads, readdirplus, POSIX ACLs), unmounting (lazy/forced when busy) and joining, the first
+ * reads, readdirplus, POSIX ACLs, HANDLE_KILLPRIV_V2 through fuse/wire.c), unmounting (lazy/forced when busy) and joining, the first
  * internal failure, the counters. */
 #include "config.h"
 
@@ -23,6 +23,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "fuse/fusefs-internal.h"
+#include "fuse/wire.h"
 
 #define MAX_WRITE (1024 * 1024)
 #define INIT_TIMEOUT_S 30
@@ -301,6 +302,85 @@ static int do_mount(struct ossb_fusefs *fs, int devfd, struct ossb_error **err)
                                          : "");
 }
 
+/* ---- /dev/fuse I/O below libfuse (fuse/wire.c says why) ---- */
+
+static _Thread_local bool tl_kill_suidgid;
+static _Thread_local uint32_t tl_gid, tl_pid;
+
+bool req_kill_suidgid(void)
+{
+        return tl_kill_suidgid;
+}
+
+/* Whether a "Groups:" line of /proc/PID/status lists gid. */
+static bool groups_line_has(const char *line, gid_t gid)
+{
+        const char *p = line + strlen("Groups:");
+        while (*p) {
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(p, &end, 10);
+                if (end == p)
+                        break;
+                if (errno == 0 && v == (unsigned long) gid)
+                        return true;
+                p = end;
+        }
+        return false;
+}
+
+bool req_caller_in_group(gid_t gid)
+{
+        if (tl_gid == gid)
+                return true;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%u/status", (unsigned) tl_pid);
+        _cleanup_fclose_ FILE *f = tl_pid ? fopen(path, "re") : NULL;
+        if (!f)
+                return false; /* gone: judge by its gid alone */
+        char line[4096];
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "Groups:", 7) == 0)
+                        return groups_line_has(line, gid);
+        return false;
+}
+
+/* libfuse handles a request in the thread that read it: remember its kill flag there. */
+static ssize_t dev_read(int fd, void *buf, size_t len, void *ud)
+{
+        struct ossb_fusefs *fs = ud;
+        ssize_t n = read(fd, buf, len);
+        struct ossb_wire_request rq;
+        ossb_wire_inspect(buf, n > 0 ? (size_t) n : 0, &rq);
+        tl_kill_suidgid = rq.kill_suidgid && atomic_load(&fs->killpriv_v2);
+        if (n > 0)
+                atomic_fetch_add(&fs->st_by_opcode[rq.opcode < OSSB_FUSEFS_N_OPCODES ? rq.opcode : OSSB_FUSEFS_N_OPCODES - 1],
+                                 1);
+        tl_gid = rq.gid;
+        tl_pid = rq.pid;
+        if (rq.is_init && ossb_wire_offers_killpriv_v2(rq.init_major, rq.init_minor, rq.init_flags)) {
+                atomic_store(&fs->killpriv_offered, true);
+                atomic_store(&fs->init_unique, rq.unique);
+        }
+        return n;
+}
+
+static ssize_t dev_writev(int fd, struct iovec *iov, int count, void *ud)
+{
+        struct ossb_fusefs *fs = ud;
+        uint64_t init = atomic_load(&fs->init_unique);
+        if (init != 0 && !atomic_load(&fs->killpriv_v2) && ossb_wire_patch_init_reply(iov, count, init)) {
+                atomic_store(&fs->killpriv_v2, true);
+                log_debug("fusefs: %s: FUSE_HANDLE_KILLPRIV_V2 negotiated", fs->mountpoint);
+        }
+        return writev(fd, iov, count);
+}
+
+static const struct fuse_custom_io dev_io = {
+        .read = dev_read,
+        .writev = dev_writev,
+};
+
 static void *loop_main(void *ud)
 {
         struct ossb_fusefs *fs = ud;
@@ -395,11 +475,10 @@ int ossb_fusefs_mount(const struct ossb_fusefs_opts *opts, struct ossb_fusefs **
                 r = devfd;
                 goto fail;
         }
-        char devpath[32];
-        snprintf(devpath, sizeof(devpath), "/dev/fd/%d", devfd);
-        if (fuse_session_mount(fs->se, devpath) != 0) { /* takes the fd */
+        r = fuse_session_custom_io(fs->se, &dev_io, devfd); /* takes the fd */
+        if (r != 0) {
                 close(devfd);
-                r = ossb_error_set(err, -EIO, "cannot hand /dev/fuse to the FUSE session");
+                r = ossb_error_set(err, r < 0 ? r : -EIO, "cannot hand /dev/fuse to the FUSE session");
                 goto fail;
         }
         r = do_mount(fs, devfd, err);
@@ -538,4 +617,6 @@ void ossb_fusefs_get_stats(const struct ossb_fusefs *fs, struct ossb_fusefs_stat
         ret->copy_ups = atomic_load(&f->st_copy_ups);
         ret->copy_up_bytes = atomic_load(&f->st_copy_up_bytes);
         ret->lower_bytes_read = atomic_load(&f->st_lower_bytes);
+        for (size_t i = 0; i < OSSB_FUSEFS_N_OPCODES; i++)
+                ret->by_opcode[i] = atomic_load(&f->st_by_opcode[i]);
 }

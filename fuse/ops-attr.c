@@ -193,6 +193,22 @@ static int setattr_at(struct ossb_fusefs *fs, int dirfd, const char *name, void 
         return r;
 }
 
+/* With FUSE_HANDLE_KILLPRIV_V2 the filesystem clears setuid, and setgid of a group-executable
+ * file, as the kernel would: on a chown of a file, and on a truncate, write or open(O_TRUNC)
+ * by a caller without CAP_FSETID (the kernel flags those requests). */
+static void kill_suidgid(struct setattr_req *s, bool flagged)
+{
+        mode_t m = s->want.st_mode & ~(mode_t) S_ISUID;
+        /* setgid without group execute marks mandatory locking: the kernel keeps it unless a
+         * flagged caller is outside the file's group */
+        if ((m & S_IXGRP) || (flagged && (m & S_ISGID) && !req_caller_in_group(s->want.st_gid)))
+                m &= ~(mode_t) S_ISGID;
+        if (m != s->want.st_mode) {
+                s->want.st_mode = m;
+                s->to_set |= FUSE_SET_ATTR_MODE;
+        }
+}
+
 static int do_setattr(struct ossb_fusefs *fs, struct fnode *n, struct setattr_req *s)
 {
         const int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
@@ -223,6 +239,9 @@ static int do_setattr(struct ossb_fusefs *fs, struct fnode *n, struct setattr_re
                 s->want.st_gid = s->attr->st_gid;
         if (s->to_set & FUSE_SET_ATTR_MODE)
                 s->want.st_mode = (s->want.st_mode & S_IFMT) | (s->attr->st_mode & 07777);
+        else if (atomic_load(&fs->killpriv_v2) && S_ISREG(n->type) &&
+                 (req_kill_suidgid() || (s->to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))))
+                kill_suidgid(s, req_kill_suidgid());
         if (S_ISDIR(n->type)) {
                 int fd = dirfd_get(fs, n);
                 if (fd < 0)
@@ -236,6 +255,24 @@ static int do_setattr(struct ossb_fusefs *fs, struct fnode *n, struct setattr_re
                 n->override = n->override || atomic_load(&fs->override_seen);
                 pthread_mutex_unlock(&n->lock);
         }
+        return r;
+}
+
+int node_kill_suidgid(struct ossb_fusefs *fs, struct fnode *n)
+{
+        struct stat st;
+        int r = node_stat(fs, n, &st);
+        if (r < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & (S_ISUID | S_ISGID)))
+                return r;
+        struct setattr_req s = { .attr = &st, .to_set = 0, .fd = -1 };
+        s.want = st;
+        kill_suidgid(&s, true);
+        if (s.to_set == 0)
+                return 0;
+        st.st_mode = s.want.st_mode;
+        r = do_setattr(fs, n, &s);
+        if (r == 0)
+                journal_add_node(fs, n, OSSB_FS_CHANGE_MODIFIED);
         return r;
 }
 

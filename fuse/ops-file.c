@@ -189,6 +189,8 @@ static int do_open(struct ossb_fusefs *fs, struct fnode *n, struct fuse_file_inf
                 r = open_upper(fs, n, fl, &h->ufd);
                 if (r == 0 && (fi->flags & O_TRUNC) && ftruncate(h->ufd, 0) < 0)
                         r = -errno;
+                if (r == 0 && (fi->flags & O_TRUNC) && req_kill_suidgid())
+                        r = node_kill_suidgid(fs, n);
         } else {
                 h->src = fs->lowers[n->src];
                 r = h->src->ops->open(h->src->ctx, n->lpath, &h->lh);
@@ -304,6 +306,10 @@ void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t 
         out.buf[0].fd = fd;
         out.buf[0].pos = off;
         ssize_t n = fuse_buf_copy(&out, in, 0);
+        if (n >= 0 && req_kill_suidgid()) {
+                int r = node_kill_suidgid(fs, fh_of(fi)->n);
+                n = r < 0 ? r : n;
+        }
         if (n < 0)
                 reply_change_err(req, fs, (int) n);
         else

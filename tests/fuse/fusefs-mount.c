@@ -150,6 +150,16 @@ static void print_stats(struct ossb_fusefs *fs)
         fprintf(stderr, "fusefs-mount: requests %llu lookups %llu copy-ups %llu copy-up bytes %llu lower bytes read %llu\n",
                 (unsigned long long) s.requests, (unsigned long long) s.lookups, (unsigned long long) s.copy_ups,
                 (unsigned long long) s.copy_up_bytes, (unsigned long long) s.lower_bytes_read);
+        fprintf(stderr, "fusefs-mount: by opcode:");
+        for (unsigned i = 0; i < OSSB_FUSEFS_N_OPCODES; i++)
+                if (s.by_opcode[i]) {
+                        const char *name = ossb_fusefs_opcode_name(i);
+                        if (name)
+                                fprintf(stderr, " %s %llu", name, (unsigned long long) s.by_opcode[i]);
+                        else
+                                fprintf(stderr, " op%u %llu", i, (unsigned long long) s.by_opcode[i]);
+                }
+        fputc('\n', stderr);
 }
 
 int main(int argc, char **argv)

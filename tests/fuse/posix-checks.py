@@ -138,6 +138,60 @@ def _(t):
     t.eq(read(t.m("f")), b"xy", "content")
 
 
+@check("suid-cleared-on-truncate-by-other")
+def _(t):
+    t.need_ids()
+    for n in ("f", "g", "h"):
+        t.lw(1, n, b"xyz", mode=0o6777, ref=True)
+    t.lw(1, "k", b"xyz", mode=0o2767, ref=True)  # setgid without group exec: kept
+    for p in (t.lp(1, ""), t.r("")):
+        os.chmod(p, 0o755)
+    yield
+    t.need_other_user()
+    for base in (t.m, t.r):
+        e = t.as_user(lambda p=base("f"): os.truncate(p, 1))
+        t.eq(e and errname(e), None, "truncate by uid 65534")
+        e = t.as_user(lambda p=base("g"): os.close(os.open(p, os.O_WRONLY | os.O_TRUNC)))
+        t.eq(e and errname(e), None, "open(O_TRUNC) by uid 65534")
+        e = t.as_user(lambda p=base("h"): write(p, "w", "ab"))
+        t.eq(e and errname(e), None, "append by uid 65534")
+        e = t.as_user(lambda p=base("k"): write(p, "w", "ab"))
+        t.eq(e and errname(e), None, "append by uid 65534")
+    for n in ("f", "g", "h", "k"):
+        t.eq(mode_of(t.m(n)), mode_of(t.r(n)), n + ": mode as the reference fs")
+    t.true(mode_of(t.m("g")) & 0o6000 == 0, "setuid/setgid survived open(O_TRUNC) by another user")
+
+
+@check("suid-cleared-after-earlier-writes")
+def _(t):
+    # A write first finds nothing to clear (the kernel may remember that for the inode), then
+    # the file becomes setuid or gets a capability: the next write must still clear them.
+    t.need_ids()
+    t.lw(1, "f", b"x", mode=0o777, ref=True)
+    t.lw(1, "c", b"x", mode=0o755, ref=True)
+    for p in (t.lp(1, ""), t.r("")):
+        os.chmod(p, 0o755)
+    yield
+    t.need_other_user()
+    for base in (t.m, t.r):
+        write(base("f"), "a", "ab")
+        write(base("c"), "a", "ab")
+        os.chmod(base("f"), 0o4777)
+        e = t.as_user(lambda p=base("f"): write(p, "b", "ab"))
+        t.eq(e and errname(e), None, "append by uid 65534")
+    t.eq(mode_of(t.m("f")), mode_of(t.r("f")), "mode after chmod u+s and another user's write")
+    t.eq(read(t.m("f")), b"xab", "content")
+    try:
+        for base in (t.m, t.r):
+            os.setxattr(base("c"), "security.capability", CAP_BLOB)
+    except OSError as e:
+        raise Skip("cannot set security.capability: " + errname(e.errno))
+    for base in (t.m, t.r):
+        write(base("c"), "b", "ab")
+    t.eq(_xattr(t.m("c"), "security.capability"), _xattr(t.r("c"), "security.capability"),
+         "capability after a later write, as the reference fs")
+
+
 @check("setgid-dir-inherits-group")
 def _(t):
     t.need_ids()

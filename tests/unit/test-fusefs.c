@@ -25,6 +25,8 @@
 #include "common/strbuf.h"
 #include "fuse/fusefs-internal.h"
 #include "tests/unit/tap.h"
+
+#define FUSE_GETXATTR_OPCODE 22 /* <linux/fuse.h> clashes with libfuse's headers */
 #include "tests/unit/test-fusefs-util.h"
 
 static bool can_mount;
@@ -735,6 +737,26 @@ FX_TEST(test_deep_paths)
         ASSERT(rename(M(comp), M("moved")) == 0);
 }
 
+/* Small writes cost no extra round trip: with FUSE_HANDLE_KILLPRIV_V2 (fuse/wire.c) the kernel
+ * stops asking for security.capability before each write(2).  Counted by opcode, not timed. */
+FX_TEST(test_small_writes_no_getxattr)
+{
+        struct ossb_fusefs_stats before, after;
+        ossb_fusefs_get_stats(fx->fs, &before);
+        int fd = open(M("lines"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        ASSERT(fd >= 0);
+        for (int i = 0; i < 2000; i++)
+                if (write(fd, "0123456789\n", 11) != 11)
+                        break;
+        ASSERT(close(fd) == 0);
+        ossb_fusefs_get_stats(fx->fs, &after);
+        struct stat st;
+        ASSERT(stat(M("lines"), &st) == 0 && st.st_size == 2000 * 11);
+        uint64_t getxattr = after.by_opcode[FUSE_GETXATTR_OPCODE] - before.by_opcode[FUSE_GETXATTR_OPCODE];
+        fprintf(stderr, "# GETXATTR requests for 2000 writes: %llu\n", (unsigned long long) getxattr);
+        ASSERT(getxattr < 20);
+}
+
 int main(void)
 {
         RUN_TEST(test_override_parse);
@@ -755,5 +777,6 @@ int main(void)
         RUN_MOUNT_TEST(test_remount_upper);
         RUN_MOUNT_TEST(test_races);
         RUN_MOUNT_TEST(test_deep_paths);
+        RUN_MOUNT_TEST(test_small_writes_no_getxattr);
         TAP_END();
 }
