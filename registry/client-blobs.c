@@ -1,6 +1,7 @@
 /* registry/client-blobs.c - blob transfers, several at once on the client's multi handle:
  * downloads into the store (resumed with Range, verified, mirrors then the origin) and uploads
- * from it (HEAD, cross-repository mount, monolithic or chunked upload).  One scheduler drives
+ * from it (HEAD, cross-repository mount, monolithic or chunked upload; a blob the store lacks
+ * streamed chunk by chunk from the registry's blob reader).  One scheduler drives
  * both: each blob is a task whose current request is a struct call; the task's step function
  * looks at each final answer and issues the next request or finishes.  See client.h. */
 #include "config.h"
@@ -9,10 +10,12 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/strbuf.h"
 #include "registry/client-internal.h"
 
@@ -525,11 +528,69 @@ struct push_task {
         int64_t offset; /* bytes the registry has */
         int64_t chunk;  /* PATCH: this chunk's length */
         bool started;
+        /* streamed from the registry's blob reader (not in the store): fd is a memfd holding
+         * the current chunk; the bytes up to `hashed` went into `sha` */
+        bool stream;
+        struct ossb_sha256 *sha;
+        int64_t hashed;
 };
+
+#define STREAM_CHUNK_MAX (16 * 1024 * 1024)
+
+static int64_t chunk_size(const struct push_task *pt)
+{
+        int64_t c = pt->ctx->repo->r->chunk_size;
+        return pt->stream && c > STREAM_CHUNK_MAX ? STREAM_CHUNK_MAX : c;
+}
 
 static enum push_step upload_step(const struct push_task *pt)
 {
-        return pt->d->size > pt->ctx->repo->r->chunk_size ? PUSH_PATCH : PUSH_PUT;
+        return pt->stream || pt->d->size > chunk_size(pt) ? PUSH_PATCH : PUSH_PUT;
+}
+
+/* Streaming: read the chunk [offset, offset+chunk) from the reader into the memfd, hashing
+ * it when it is the next part of the blob (a retried PATCH re-reads, but hashes once). */
+static int stream_fill(struct push_task *pt, struct ossb_error **err)
+{
+        const struct ossb_blob_reader *rd = &pt->ctx->repo->r->reader;
+        if (pt->offset == 0 && pt->hashed != 0) { /* the upload restarted */
+                ossb_sha256_free(pt->sha);
+                pt->sha = NULL;
+                pt->hashed = 0;
+        }
+        if (!pt->sha && ossb_sha256_new(&pt->sha) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        _cleanup_free_ char *buf = malloc((size_t) pt->chunk);
+        if (!buf)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        int k = rd->read(rd->userdata, pt->d->digest, pt->offset, buf, (size_t) pt->chunk, err);
+        if (k < 0)
+                return ossb_error_wrap(err, "streaming blob %s to %s", pt->d->digest,
+                                       repo_origin(pt->ctx->repo)->repository);
+        if (ftruncate(pt->fd, 0) < 0 || pwrite(pt->fd, buf, (size_t) pt->chunk, 0) != pt->chunk)
+                return ossb_error_set(err, -errno, "cannot buffer a chunk of blob %s: %m", pt->d->digest);
+        if (pt->offset == pt->hashed) {
+                ossb_sha256_update(pt->sha, buf, (size_t) pt->chunk);
+                pt->hashed += pt->chunk;
+        }
+        return 0;
+}
+
+/* Streaming, before the final PUT: the bytes sent must be the blob. */
+static int stream_check(struct push_task *pt, struct ossb_error **err)
+{
+        char got[OSSB_DIGEST_STR_LEN + 1];
+        if (pt->hashed != pt->d->size)
+                return ossb_error_setx(err, OSSB_EXIT_REGISTRY, -EIO, "streaming blob %s: %" PRId64 " of %" PRId64
+                                       " bytes hashed", pt->d->digest, pt->hashed, pt->d->size);
+        ossb_sha256_final(pt->sha, got);
+        ossb_sha256_free(pt->sha);
+        pt->sha = NULL;
+        pt->hashed = 0; /* a restart hashes again */
+        if (!streq(got, pt->d->digest))
+                return ossb_error_setx(err, OSSB_EXIT_REGISTRY, -EBADMSG, "blob %s read from its source has digest %s: "
+                                       "not pushed", pt->d->digest, got);
+        return 0;
 }
 
 static int push_url_digest(struct call *c, const struct push_task *pt)
@@ -587,10 +648,11 @@ static int push_prepare(struct call *c, bool after_failure, struct ossb_error **
                         k = call_add_header(c, "Content-Type: application/octet-stream");
                 break;
         case PUSH_PATCH:
-                pt->chunk = pt->d->size - pt->offset < pt->ctx->repo->r->chunk_size ? pt->d->size - pt->offset
-                                                                                    : pt->ctx->repo->r->chunk_size;
+                pt->chunk = pt->d->size - pt->offset < chunk_size(pt) ? pt->d->size - pt->offset : chunk_size(pt);
+                if (pt->stream && (k = stream_fill(pt, err)) < 0)
+                        return k;
                 c->body_fd = pt->fd;
-                c->body_off = pt->offset;
+                c->body_off = pt->stream ? 0 : pt->offset;
                 c->body_len = pt->chunk;
                 k = call_set_url(c, "%s", pt->location);
                 if (k >= 0)
@@ -600,6 +662,8 @@ static int push_prepare(struct call *c, bool after_failure, struct ossb_error **
                                             pt->offset + pt->chunk - 1);
                 break;
         case PUSH_FINAL:
+                if (pt->stream && pt->sha && (k = stream_check(pt, err)) < 0)
+                        return k;
                 k = push_url_digest(c, pt);
                 break;
         }
@@ -644,12 +708,23 @@ static int push_begin(void *ctx, struct task *t, struct ossb_error **err)
         int64_t size = 0;
         if (!ossb_digest_is_valid(pt->d->digest))
                 return ossb_error_setx(err, OSSB_EXIT_REGISTRY, -EINVAL, "invalid blob digest `%s`", pt->d->digest);
-        int k = ossb_store_blob_size(pc->store, pt->d->digest, &size, err);
+        const struct ossb_blob_reader *rd = &pc->repo->r->reader;
+        int k = 0;
+        if (rd->read && !ossb_store_has(pc->store, pt->d->digest) && rd->has(rd->userdata, pt->d->digest, pt->d->size)) {
+                pt->stream = true;
+                pt->fd = memfd_create("ossb-push-chunk", MFD_CLOEXEC);
+                if (pt->fd < 0)
+                        return ossb_error_set(err, -errno, "cannot make a buffer for streaming blob %s: %m", pt->d->digest);
+                log_debug("registry: %s is not in the store: streaming it from its source", pt->d->digest);
+                goto opened;
+        }
+        k = ossb_store_blob_size(pc->store, pt->d->digest, &size, err);
         if (k >= 0 && size != pt->d->size)
                 k = ossb_error_set(err, -EBADMSG, "blob %s in the store is %" PRId64 " bytes, its descriptor says %" PRId64,
                                    pt->d->digest, size, pt->d->size);
         if (k >= 0)
                 k = ossb_store_open_blob(pc->store, pt->d->digest, &pt->fd, err);
+opened:
         if (k >= 0)
                 k = push_mounts(pt, err);
         if (k < 0)
@@ -791,6 +866,8 @@ static void push_release(void *ctx, struct task *t)
         pt->mounts = NULL;
         free(pt->location);
         pt->location = NULL;
+        ossb_sha256_free(pt->sha);
+        pt->sha = NULL;
 }
 
 static const struct sched_ops push_ops = {
@@ -826,4 +903,14 @@ int ossb_repo_push_blobs(struct ossb_repo *repo, struct ossb_store *store, const
         if (k < 0)
                 ossb_error_set_exit(err, k == -EINTR ? OSSB_EXIT_INTERNAL : OSSB_EXIT_REGISTRY);
         return k;
+}
+
+void ossb_registry_set_blob_reader(struct ossb_registry *r, const struct ossb_blob_reader *rd)
+{
+        pthread_mutex_lock(&r->lock);
+        if (rd && rd->read && rd->has)
+                r->reader = *rd;
+        else
+                memset(&r->reader, 0, sizeof(r->reader));
+        pthread_mutex_unlock(&r->lock);
 }

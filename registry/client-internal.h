@@ -72,6 +72,7 @@ struct ossb_registry {
         struct token *tokens;
         char *tmpdir; /* private (0700) dir for concatenated CA files; NULL until needed */
         uint64_t rng;
+        struct ossb_blob_reader reader; /* blobs pushed without being in the store (read == NULL: none) */
 };
 
 struct endpoint {

@@ -111,6 +111,20 @@ int ossb_repo_blob_exists(struct ossb_repo *repo, const char *digest, bool *ret_
 int ossb_repo_push_blobs(struct ossb_repo *repo, struct ossb_store *store, const struct ossb_descriptor *descs,
                          size_t n, struct ossb_error **err);
 
+/* Blobs that are not in the store but can be read from elsewhere (a base layer a build read
+ * lazily from another registry): ossb_repo_push_blobs uploads such a blob in chunks, reading
+ * each chunk from `read` just before its PATCH and hashing the bytes in order, so the blob is
+ * never held whole (at most one chunk, in memory); a digest mismatch fails the push before the
+ * upload is completed.  `has` says whether the reader serves a blob (its digest and size).
+ * Both are called with the registry's lock held, from the thread pushing. */
+struct ossb_blob_reader {
+        bool (*has)(void *userdata, const char *digest, int64_t size);
+        int (*read)(void *userdata, const char *digest, int64_t off, void *buf, size_t len, struct ossb_error **err);
+        void *userdata;
+};
+/* Set (or with NULL clear) the registry client's blob reader. */
+void ossb_registry_set_blob_reader(struct ossb_registry *r, const struct ossb_blob_reader *rd);
+
 /* PUT a manifest or index under a tag or digest with its media type as Content-Type; the
  * registry's Docker-Content-Digest, when sent, must equal the bytes' digest. */
 int ossb_repo_put_manifest(struct ossb_repo *repo, const char *tag_or_digest, const char *media_type,
