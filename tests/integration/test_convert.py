@@ -283,3 +283,20 @@ def test_convert_ctr_remote_reads_toc(ossb, tmp_path, source, compression):
         proc.wait(timeout=30)
         log.close()
         shutil.rmtree(w / "root", ignore_errors=True)
+
+
+def test_convert_between_registries(ossb, tmp_path, source, registry_factory):
+    """docker:// on both sides: the source read from one registry, the eStargz copy pushed to
+    another, its layers carrying the TOC annotations, and skopeo reading it back."""
+    a, b = registry_factory(name="conv-src"), registry_factory(name="conv-dst")
+    a.push_layout(tmp_path / "src", "v1", "app:1")
+    r = convert(ossb, tmp_path, "estargz", src=f"docker://{a.ref('app:1')}", dst=f"docker://{b.ref('app-esgz:1')}")
+    assert r.returncode == 0, str(r)
+    manifest = json.loads(b.inspect_raw("app-esgz:1"))
+    assert len(manifest["layers"]) == 2
+    for d in manifest["layers"]:
+        assert ANN_TOC in d.get("annotations", {}), d
+    out = tmp_path / "back"
+    run_tool(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{b.ref('app-esgz:1')}", f"oci:{out}:x"])
+    img = load_layout_image(out)
+    assert files_of(img.layer_tars) == files_of(source.layer_tars)
