@@ -50,6 +50,11 @@ static const char build_usage[] =
         "                               the fuse snapshotter: on-demand (auto's choice there: files\n"
         "                               fetched when a step reads them), background (and the rest\n"
         "                               fetched meanwhile) or off (pulled in full)\n"
+        "      --lazy-replay on|off     With lazily read base layers: record the files each step\n"
+        "                               reads (CACHE/replay) and prefetch them in the background as\n"
+        "                               soon as FROM resolves in the next build of the same\n"
+        "                               Dockerfile, even when its steps miss the cache (default on;\n"
+        "                               --no-cache records but does not prefetch)\n"
         "      --network MODE           Network of RUN steps: host (default) or none (loopback only)\n"
         "  -j, --jobs N                 Build up to N independent stages at once (default: the CPUs)\n"
         "      --secret id=ID,src=FILE  A secret for RUN --mount=type=secret,id=ID (repeatable); also\n"
@@ -106,6 +111,7 @@ enum {
         OPT_PUSH,
         OPT_SNAPSHOTTER,
         OPT_LAZY,
+        OPT_LAZY_REPLAY,
         OPT_JOBS,
         OPT_NO_CACHE_FILTER,
         OPT_NETWORK,
@@ -297,6 +303,7 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                 { "push", no_argument, NULL, OPT_PUSH },
                 { "snapshotter", required_argument, NULL, OPT_SNAPSHOTTER },
                 { "lazy", required_argument, NULL, OPT_LAZY },
+                { "lazy-replay", required_argument, NULL, OPT_LAZY_REPLAY },
                 { "jobs", required_argument, NULL, 'j' },
                 { "no-cache-filter", required_argument, NULL, OPT_NO_CACHE_FILTER },
                 { "network", required_argument, NULL, OPT_NETWORK },
@@ -344,6 +351,11 @@ static int parse_options(struct build_cli *c, int argc, char **argv)
                         if (ossb_lazy_mode_parse(optarg, &c->opts.lazy) < 0)
                                 return ossb_cli_usage_error("build ", "invalid --lazy `%s` (auto, off, on-demand, background)",
                                                             optarg);
+                        break;
+                case OPT_LAZY_REPLAY:
+                        if (!streq(optarg, "on") && !streq(optarg, "off"))
+                                return ossb_cli_usage_error("build ", "invalid --lazy-replay `%s` (on, off)", optarg);
+                        c->opts.lazy_replay_off = streq(optarg, "off");
                         break;
                 case OPT_SNAPSHOTTER:
                         if (ossb_snapshot_backend_parse(optarg, &c->opts.snapshotter) < 0)

@@ -21,6 +21,7 @@ int ossb_cmd_push(int argc, char **argv);
 int ossb_cmd_inspect(int argc, char **argv);
 int ossb_cmd_prune(int argc, char **argv);
 int ossb_cmd_convert(int argc, char **argv);
+int ossb_cmd_index(int argc, char **argv);
 
 /* Print an error once ("ossb: error: ...") and return its exit code. */
 int ossb_cli_fail(struct ossb_error *err);

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/userns.h"
 
+
 static const char usage[] =
         "Usage: ossb [--log-level LEVEL] [--log-format text|json] COMMAND [OPTIONS]\n"
         "\n"
@@ -26,6 +27,7 @@ static const char usage[] =
         "  inspect    Print an image's manifest and config (JSON) from a registry\n"
         "  prune      Remove step-cache entries (least recently used first) and their layers\n"
         "  convert    Rewrite an image's layers with another compression (estargz, zstd:chunked, ...)\n"
+        "  index      Make (and --push) checkpoint indexes of an image's gzip layers for lazy builds\n"
         "  debug      Developer tools (parse: a Dockerfile's parse as JSON; verify-store)\n"
         "  version    Print the version\n"
         "\n"
@@ -179,6 +181,8 @@ int main(int argc, char **argv)
                 r = ossb_cmd_prune(argc - 1, argv + 1);
         else if (streq(cmd, "convert"))
                 r = ossb_cmd_convert(argc - 1, argv + 1);
+        else if (streq(cmd, "index"))
+                r = ossb_cmd_index(argc - 1, argv + 1);
         else if (streq(cmd, "debug"))
                 r = ossb_cmd_debug(argc - 1, argv + 1);
         else if (streq(cmd, "version"))

@@ -14,6 +14,7 @@
 #include "common/fs.h"
 #include "engine/cache.h"
 #include "oci/store.h"
+#include "engine/replay.h"
 #include "fuse/chunkcache.h"
 #include "snapshotter/layerstore.h"
 
@@ -25,8 +26,9 @@ static const char prune_usage[] =
         "remove every entry), and delete the layer blobs only evicted entries referenced.\n"
         "Unpacked base layers no running build uses, and chunks of lazily read layers, go the\n"
         "same way, least recently used first, until each kind takes at most SIZE too.  Prints\n"
-        "the bytes freed and the cache directory.  Builds sharing the cache directory may run\n"
-        "meanwhile.\n"
+        "the bytes freed and the cache directory.  Records of the files steps read from lazily\n"
+        "read layers (for prefetching) go when older than 30 days or beyond the newest 4096.\n"
+        "Builds sharing the cache directory may run meanwhile.\n"
         "\n"
         "The cache directory: --cache-dir, else $OSSB_CACHE_DIR, else /var/lib/ossb for root,\n"
         "else $XDG_CACHE_HOME/ossb, else ~/.cache/ossb.\n";
@@ -110,6 +112,8 @@ int ossb_cmd_prune(int argc, char **argv)
                 r = ossb_layerstore_prune(cache, keep, &freed_layers, &err);
         if (r >= 0)
                 r = ossb_chunkcache_prune(cache, keep, &freed_chunks, &err);
+        if (r >= 0) /* records of the files steps read: old ones, beyond a count (tiny files) */
+                r = ossb_replay_prune(cache, OSSB_REPLAY_PRUNE_AGE, OSSB_REPLAY_PRUNE_COUNT, NULL, &err);
         freed += freed_layers + freed_chunks;
         ossb_cache_free(c);
         ossb_store_free(store);

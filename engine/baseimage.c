@@ -106,6 +106,10 @@ static int take_layers(struct stage_state *s, const struct ossb_manifest *m, str
                 s->layers[i].media_type = strdup(mt);
                 if (!s->layers[i].media_type)
                         return ossb_error_set(err, -ENOMEM, "out of memory");
+                /* the blob is unchanged: what its annotations say (a seekable layer's TOC
+                 * digest) stays true in the image built on it */
+                if (d->annotations && json_object_deep_copy(d->annotations, &s->layers[i].annotations, NULL) < 0)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
                 s->n_layers++;
         }
         return 0;
@@ -238,6 +242,7 @@ int ossb_push_result(struct build *b, const struct ossb_descriptor *manifest, ch
                 r = registry(b, &reg, err);
         if (r >= 0) {
                 ossb_transfer_display_init(&b->display, ossb_progress_display_mode(b->progress.mode)); /* count the push alone */
+                ossb_lazy_set_blob_reader(b, reg);
                 r = ossb_push(reg, b->store, manifest, parsed, n, digest, err);
         }
         for (size_t i = 0; parsed && i < n; i++)

@@ -109,6 +109,11 @@ void ossb_build_layer_opts(const struct build *b, struct ossb_layer_opts *ret);
 /* Append a layer (in the store) with its DiffID and a history entry to the stage's image. */
 int ossb_stage_add_layer(struct build *b, struct stage_state *s, const char *digest, int64_t size, const char *diff_id,
                          const char *created_by, struct ossb_error **err);
+/* The same with the layer descriptor's annotations (a seekable layer's TOC digest; may be
+ * NULL): a copy is kept, so that the manifest carries them. */
+int ossb_stage_add_layer_annotated(struct build *b, struct stage_state *s, const char *digest, int64_t size,
+                                   const char *diff_id, json_object *annotations, const char *created_by,
+                                   struct ossb_error **err);
 int ossb_stage_history(struct build *b, struct stage_state *s, const char *created_by, bool empty);
 /* exec form: the items; shell form: the stage's SHELL (default /bin/sh -c) + [command]. */
 int ossb_command_argv(struct stage_state *s, const struct ossb_df_command *c, char ***ret);
@@ -127,6 +132,10 @@ int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const stru
                               const char *created_by, bool *ret_hit, struct ossb_error **err);
 int ossb_stepcache_run_store(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, bool empty,
                              const char *digest, int64_t size, const char *diff_id);
+/* The same, storing the layer's annotations (may be NULL) with the entry. */
+int ossb_stepcache_run_store_annotated(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                                       bool empty, const char *digest, int64_t size, const char *diff_id,
+                                       json_object *annotations);
 
 /* COPY/ADD: a hit applies the cached layer and history; *key (65 bytes) is what to store
  * under after a miss ("" when the step is not cached). */
@@ -187,6 +196,8 @@ int ossb_lazy_check(struct build *b, struct ossb_error **err);
 /* Fetch in full the blobs of lazily read layers the store lacks (for outputs that hold them). */
 int ossb_lazy_materialize(struct build *b, struct ossb_error **err);
 void ossb_lazy_free_all(struct build *b);
+/* Let a push of the result stream the blobs of lazily read layers from their registry. */
+void ossb_lazy_set_blob_reader(struct build *b, struct ossb_registry *reg);
 /* The registry configuration of the build (its own defaults when the options give none). */
 const struct ossb_regconf *ossb_build_regconf(struct build *b);
 

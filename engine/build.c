@@ -381,6 +381,20 @@ static int stage_deps(struct build *b, struct stage_state *s, struct ossb_error 
 
 /* --- running a stage --------------------------------------------------------------------- */
 
+/* FROM <stage>: the stage's layer list, annotations included. */
+static int inherit_layers(struct stage_state *s, struct ossb_error **err)
+{
+        s->layers = calloc(s->base->n_layers + 1, sizeof(*s->layers));
+        if (!s->layers)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < s->base->n_layers; i++) {
+                if (ossb_descriptor_copy(&s->base->layers[i], &s->layers[i]) < 0)
+                        return ossb_error_set(err, -ENOMEM, "out of memory");
+                s->n_layers++;
+        }
+        return 0;
+}
+
 static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct ossb_error **err)
 {
         _cleanup_free_ char *dir = NULL;
@@ -402,17 +416,10 @@ static int stage_init(struct build *b, struct stage_state *s, size_t idx, struct
                 if (!s->fs && (r = ossb_tree_clone(s->base->root.path, dir, err)) < 0)
                         return r;
                 s->img = ossb_config_copy(s->base->img);
-                s->layers = calloc(s->base->n_layers + 1, sizeof(*s->layers));
-                if (!s->img || !s->layers)
+                if (!s->img)
                         return ossb_error_set(err, -ENOMEM, "out of memory");
-                for (size_t i = 0; i < s->base->n_layers; i++) {
-                        s->layers[i] = s->base->layers[i];
-                        s->layers[i].media_type = strdup(s->base->layers[i].media_type);
-                        s->layers[i].annotations = NULL;
-                        if (!s->layers[i].media_type)
-                                return ossb_error_set(err, -ENOMEM, "out of memory");
-                        s->n_layers++;
-                }
+                if ((r = inherit_layers(s, err)) < 0)
+                        return r;
                 s->platform = s->base->platform;
         } else if (strcasecmp(s->base_image, "scratch") == 0) {
                 if (!s->fs && mkdir(dir, 0755) < 0)

@@ -24,8 +24,11 @@
 #include "oci/image.h"
 
 #define ENTRY_VERSION 1
+#define ENTRY_VERSION_ANNOTATED 2     /* version 1 plus the layer's annotations (cache.h) */
 #define ENTRY_MAX (128 * 1024)        /* an entry file, at most */
 #define EXTRA_MAX (64 * 1024)         /* its `extra` JSON text, at most */
+#define ANNOTATIONS_MAX (64 * 1024)   /* its annotations as JSON text, at most */
+#define ANNOTATION_KEY_MAX 255
 #define MEDIA_TYPE_MAX 255
 #define STALE_TMP_SECONDS 3600        /* temp files of interrupted writes older than this go */
 
@@ -48,6 +51,8 @@ void ossb_cache_entry_clear(struct ossb_cache_entry *e)
                 return;
         free(e->media_type);
         free(e->extra);
+        if (e->annotations)
+                json_object_put(e->annotations);
         *e = (struct ossb_cache_entry) { .empty = false };
 }
 
@@ -116,8 +121,28 @@ static int add_field(json_object *o, const char *name, json_object *v)
         return 0;
 }
 
+/* Layer annotations: an object of at most ANNOTATIONS_MAX bytes as JSON whose keys are
+ * printable (1..255 bytes) and whose values are strings. */
+static bool annotations_ok(json_object *a)
+{
+        if (!json_object_is_type(a, json_type_object))
+                return false;
+        json_object_object_foreach(a, k, v) {
+                size_t n = strlen(k);
+                if (n == 0 || n > ANNOTATION_KEY_MAX || !json_object_is_type(v, json_type_string))
+                        return false;
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) k[i] <= 0x20 || (unsigned char) k[i] >= 0x7f)
+                                return false;
+        }
+        const char *text = ossb_json_to_string(a);
+        return text && strlen(text) <= ANNOTATIONS_MAX;
+}
+
 static int check_entry(const struct ossb_cache_entry *e, json_object **ret_extra, struct ossb_error **err)
 {
+        if (e->annotations && (e->empty || !annotations_ok(e->annotations)))
+                return ossb_error_set(err, -EINVAL, "cache entry: invalid layer annotations");
         if (!e->empty) {
                 if (!ossb_digest_is_valid(e->digest) || !ossb_digest_is_valid(e->diff_id))
                         return ossb_error_set(err, -EINVAL, "cache entry: invalid layer digest or diff_id");
@@ -139,8 +164,9 @@ static int entry_to_json(const char *key_hex, const struct ossb_cache_entry *e, 
 {
         _cleanup_json_ json_object *o = json_object_new_object();
         int r = o ? 0 : -ENOMEM;
+        int version = e->annotations ? ENTRY_VERSION_ANNOTATED : ENTRY_VERSION;
         if (r >= 0)
-                r = add_field(o, "version", json_object_new_int(ENTRY_VERSION));
+                r = add_field(o, "version", json_object_new_int(version));
         if (r >= 0)
                 r = add_field(o, "key", json_object_new_string(key_hex));
         if (r >= 0)
@@ -153,6 +179,12 @@ static int entry_to_json(const char *key_hex, const struct ossb_cache_entry *e, 
                         r = add_field(o, "size", json_object_new_int64(e->size));
                 if (r >= 0)
                         r = add_field(o, "diffID", json_object_new_string(e->diff_id));
+                if (r >= 0 && e->annotations) {
+                        json_object *a = NULL;
+                        r = json_object_deep_copy(e->annotations, &a, NULL) < 0 ? -ENOMEM : 0;
+                        if (r >= 0)
+                                r = add_field(o, "annotations", a);
+                }
         }
         if (r >= 0 && extra)
                 r = add_field(o, "extra", json_object_get(extra));
@@ -164,7 +196,7 @@ static int entry_to_json(const char *key_hex, const struct ossb_cache_entry *e, 
 /* ---- decoding (entries are untrusted: another process, a crash, a person may have written them) */
 
 static const char *const entry_fields[] = {
-        "version", "key", "empty", "mediaType", "digest", "size", "diffID", "extra",
+        "version", "key", "empty", "mediaType", "digest", "size", "diffID", "extra", "annotations",
 };
 
 static int field_string(json_object *o, const char *name, const char **ret)
@@ -209,7 +241,8 @@ static int decode_entry(const char *key_hex, const char *data, size_t len, struc
                 return -EPROTO;
         if (!json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int))
                 return -EPROTO;
-        if (json_object_get_int64(v) != ENTRY_VERSION)
+        int64_t version = json_object_get_int64(v);
+        if (version != ENTRY_VERSION && version != ENTRY_VERSION_ANNOTATED)
                 return -EPROTONOSUPPORT;
         json_object_object_foreach(o, name, val) {
                 bool known = false;
@@ -231,6 +264,12 @@ static int decode_entry(const char *key_hex, const char *data, size_t len, struc
         int r = e.empty ? 0 : decode_layer(o, &e);
         if (r < 0)
                 return r;
+        if (json_object_object_get_ex(o, "annotations", &v)) { /* version 2 and a layer only */
+                if (version != ENTRY_VERSION_ANNOTATED || e.empty || !annotations_ok(v))
+                        return -EPROTO;
+                e.annotations = json_object_get(v);
+        } else if (version == ENTRY_VERSION_ANNOTATED)
+                return -EPROTO;
         if (json_object_object_get_ex(o, "extra", &v)) {
                 const char *s = ossb_json_to_string(v);
                 if (!s)

@@ -17,6 +17,11 @@
  * contents, link targets, device numbers and extended attributes; never mtimes, atimes, ctimes
  * or inode numbers.  Touching a file, or changing a file that is not selected, changes nothing.
  *
+ * Entries.  An entry with layer annotations is written as format version 2, any other as
+ * version 1 (what ossb before annotations wrote and reads), so that an older ossb sharing
+ * the cache directory leaves the new entries alone instead of dropping them as malformed;
+ * both versions are read (a version 1 entry has no annotations).
+ *
  * Concurrency.  Several builds may share one cache directory: entries are written whole
  * (temp file, fsync, rename) and read whole, so a reader sees an old or a new entry, never a
  * torn one; two builds storing the same key leave one valid entry.  Prune takes an exclusive
@@ -31,6 +36,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <json-c/json.h>
 
 #include "common/cleanup.h"
 #include "common/error.h"
@@ -129,6 +136,11 @@ struct ossb_cache_entry {
         char *extra;                               /* optional JSON text (any JSON value, e.g.
                                                     * {"created_by":"..."}), NULL when none;
                                                     * owned.  At most 64 KiB. */
+        json_object *annotations;                  /* the layer descriptor's annotations (an
+                                                    * object of strings, e.g. a seekable
+                                                    * layer's TOC digest), NULL when none;
+                                                    * an owned reference.  Non-empty entries
+                                                    * only; at most 64 KiB as JSON. */
 };
 
 /* Free the owned members and zero every field.  Accepts NULL. */
@@ -156,7 +168,8 @@ int ossb_cache_get(struct ossb_cache *c, const char *key_hex, struct ossb_cache_
 
 /* Store (or replace) the entry of a key, atomically.  A non-empty entry needs valid digest
  * and diff_id, size >= 0 and a printable media type of at most 255 bytes; `extra`, when
- * set, must be valid JSON; -EINVAL otherwise. */
+ * set, must be valid JSON; `annotations`, when set, a non-empty entry's object of strings
+ * with printable keys of 1..255 bytes; -EINVAL otherwise. */
 int ossb_cache_put(struct ossb_cache *c, const char *key_hex, const struct ossb_cache_entry *e,
                    struct ossb_error **err);
 

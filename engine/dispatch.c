@@ -665,28 +665,41 @@ static int commit_layer(struct build *b, struct stage_state *s, struct ossb_chan
         struct ossb_layer_opts lo;
         char digest[OSSB_DIGEST_STR_LEN + 1], diff_id[OSSB_DIGEST_STR_LEN + 1];
         int64_t size = 0;
+        json_object *annotations = NULL;
         if (!s->exported) /* a stage only copied from: its files matter, not its layers */
                 return history(b, s, created_by, false) < 0 ? oom(err) : 0;
         ossb_build_layer_opts(b, &lo);
+        lo.ret_annotations = &annotations; /* seekable layers: their TOC's, for the manifest */
         int r = ossb_tree_write_layer(&s->root, c, b->store, &lo, digest, &size, diff_id, err);
-        if (r < 0)
-                return r;
-        return ossb_stage_add_layer(b, s, digest, size, diff_id, created_by, err);
+        if (r >= 0)
+                r = ossb_stage_add_layer_annotated(b, s, digest, size, diff_id, annotations, created_by, err);
+        if (annotations)
+                json_object_put(annotations);
+        return r;
 }
 
 int ossb_stage_add_layer(struct build *b, struct stage_state *s, const char *digest, int64_t size, const char *diff_id,
                          const char *created_by, struct ossb_error **err)
 {
+        return ossb_stage_add_layer_annotated(b, s, digest, size, diff_id, NULL, created_by, err);
+}
+
+int ossb_stage_add_layer_annotated(struct build *b, struct stage_state *s, const char *digest, int64_t size,
+                                   const char *diff_id, json_object *annotations, const char *created_by,
+                                   struct ossb_error **err)
+{
         struct ossb_descriptor *n = realloc(s->layers, (s->n_layers + 1) * sizeof(*n));
         if (!n)
                 return oom(err);
         s->layers = n;
-        n[s->n_layers] = (struct ossb_descriptor) { .size = size };
-        n[s->n_layers].media_type = strdup(ossb_compression_media_type(b->opts->compression));
-        if (!n[s->n_layers].media_type)
+        struct ossb_descriptor d = { .size = size };
+        d.media_type = strdup(ossb_compression_media_type(b->opts->compression));
+        if (!d.media_type || (annotations && json_object_deep_copy(annotations, &d.annotations, NULL) < 0)) {
+                ossb_descriptor_clear(&d);
                 return oom(err);
-        memcpy(n[s->n_layers].digest, digest, OSSB_DIGEST_STR_LEN + 1);
-        s->n_layers++;
+        }
+        memcpy(d.digest, digest, OSSB_DIGEST_STR_LEN + 1);
+        n[s->n_layers++] = d;
         if (ossb_config_add_diff_id(s->img, diff_id) < 0 || history(b, s, created_by, false) < 0)
                 return oom(err);
         return 0;

@@ -95,6 +95,7 @@ struct ossb_build_opts {
                                              * cache lookup (NULL-terminated, may be NULL) */
         int jobs;                           /* --jobs: stages built at once; <= 0: the CPUs ossb may use */
         enum ossb_lazy_mode lazy;           /* --lazy: base layers read file by file (fuse snapshotter) */
+        bool lazy_replay_off;               /* --lazy-replay=off: no record/replay of the files steps read */
 };
 
 

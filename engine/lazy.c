@@ -2,13 +2,15 @@
  * layer in a seekable format whose TOC digest its descriptor carries is not pulled: its TOC is
  * fetched with two Range requests, checked, and served by a remote FUSE source
  * (fuse/source-remote.h) that fetches file chunks when a step reads them, each chunk checked
- * against the TOC.  Layers without such a TOC are pulled and unpacked in full (layers.c).
+ * against the TOC.  A plain gzip layer with a checkpoint index (in the cache, or pushed as an
+ * artifact referring to the image: engine/lazy-index.c) is served the same way through
+ * fuse/source-zran.h.  Other layers are pulled and unpacked in full (layers.c).
  *
  * Owns: struct lazy_layer (one per lazily read layer of the build: its own registry client,
  * so that layers' reads overlap, its repository, ranged reader, counters and shared source),
- * the accounting of fetched bytes per layer and per step, and fetching the blobs of lazy
- * layers an output needs in full (an OCI layout, a docker archive, a push to another
- * registry). */
+ * the accounting of fetched bytes per layer and per step, fetching the blobs of lazy layers
+ * an output needs in full (an OCI layout, a docker archive), and the blob reader that streams
+ * them to a registry a push cannot mount them on. */
 #include "config.h"
 
 #include <errno.h>
@@ -19,6 +21,8 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "engine/build-internal.h"
+#include "engine/lazy-index.h"
+#include "engine/replay.h"
 #include "fuse/fusefs.h"
 #include "fuse/source-remote.h"
 #include "oci/seekable.h"
@@ -36,6 +40,7 @@ struct lazy_layer {
         char *name;   /* "IMAGE layer N (sha256:...)" */
         struct ossb_reference *ref;
         struct ossb_fs_shared *shared;
+        struct replay_group *replay; /* engine/replay.c: the group of its FROM image, or NULL */
 };
 
 int ossb_lazy_mode_parse(const char *s, enum ossb_lazy_mode *ret)
@@ -64,6 +69,7 @@ static void lazy_layer_free(struct lazy_layer *l)
 
 void ossb_lazy_free_all(struct build *b)
 {
+        ossb_replay_free_all(b); /* its replays use the layers' registry clients */
         for (size_t i = 0; i < b->n_lazy; i++)
                 lazy_layer_free(b->lazy[i]);
         free(b->lazy);
@@ -165,6 +171,7 @@ static int layer_source(struct build *b, struct lazy_layer *l, struct ossb_toc *
                 .cache_dir = b->opts->cache_dir,
                 .prefetch = true,
                 .background = b->opts->lazy == OSSB_LAZY_BACKGROUND,
+                .verify_cache = true, /* chunks are stored without fsync (fuse/chunkcache.h) */
         };
         struct ossb_fs_source *src = NULL;
         int r = ossb_fs_source_remote_new(&o, &src, err);
@@ -186,7 +193,7 @@ static int remember(struct build *b, struct lazy_layer *l)
 
 /* A lazily read layer for layer `i` of image `p`, or -ENOENT when it cannot be one. */
 static int lazy_layer_new(struct build *b, const struct ossb_reference *ref, const struct ossb_pulled_image *p,
-                          size_t i, struct lazy_layer **ret, struct ossb_error **err)
+                          size_t i, struct ossb_lazy_index *ix, struct lazy_layer **ret, struct ossb_error **err)
 {
         const struct ossb_descriptor *d = &p->parsed->layers[i];
         struct lazy_layer *l = calloc(1, sizeof(*l));
@@ -212,6 +219,14 @@ static int lazy_layer_new(struct build *b, const struct ossb_reference *ref, con
                 r = read_toc(l, d, &toc, err);
         if (r >= 0)
                 r = layer_source(b, l, TAKE_PTR(toc), err);
+        else if (r == -ENOENT) { /* no TOC: a gzip layer with a checkpoint index? (lazy-index.c) */
+                struct ossb_fs_source *src = NULL;
+                ossb_error_free(err ? TAKE_PTR(*err) : NULL);
+                r = ossb_lazy_index_source(ix, l->repo, d, l->name, ossb_ranged_blob_fetch, &l->blob,
+                                           b->opts->lazy == OSSB_LAZY_BACKGROUND, &src, err);
+                if (r >= 0 && !(l->shared = ossb_fs_shared_new(src)))
+                        r = ossb_error_set(err, -ENOMEM, "out of memory");
+        }
         if (r >= 0)
                 r = ossb_blob_source_add(b->store, d->digest, repository, err);
         if (r >= 0 && remember(b, l) < 0)
@@ -231,10 +246,12 @@ static int lazy_layer_new(struct build *b, const struct ossb_reference *ref, con
 int ossb_lazy_layers(struct build *b, const struct ossb_reference *ref, const struct ossb_pulled_image *p,
                      struct lazy_layer **ret, struct ossb_error **err)
 {
+        _cleanup_(ossb_lazy_index_freep) struct ossb_lazy_index *ix = ossb_lazy_index_new(b->opts->cache_dir,
+                                                                                          p->manifest.digest);
         for (size_t i = 0; i < p->parsed->n_layers; i++) {
                 struct ossb_error *e = NULL;
                 ret[i] = NULL;
-                int r = lazy_layer_new(b, ref, p, i, &ret[i], &e);
+                int r = lazy_layer_new(b, ref, p, i, ix, &ret[i], &e);
                 if (r == -ENOENT || r == -EBADMSG) {
                         log_debug("%s layer %zu: pulled in full (%s)", p->name, i + 1,
                                   e && e->msg ? e->msg : "not in a seekable format with a TOC digest");
@@ -250,6 +267,7 @@ int ossb_lazy_layers(struct build *b, const struct ossb_reference *ref, const st
                 }
                 log_info("%s: read lazily", ret[i]->name);
         }
+        ossb_replay_image(b, p, ret); /* record and replay (engine/replay.c) */
         return 0;
 }
 
@@ -258,18 +276,52 @@ int ossb_lazy_push(struct ossb_stagefs *fs, struct lazy_layer *l, struct ossb_er
         return ossb_stagefs_push_shared(fs, l->shared, l->name, err);
 }
 
+/* ---- for engine/replay.c ---- */
+
+struct ossb_fs_source *ossb_lazy_source(struct lazy_layer *l)
+{
+        return ossb_fs_shared_source(l->shared);
+}
+
+const char *ossb_lazy_name(const struct lazy_layer *l)
+{
+        return l->name;
+}
+
+const char *ossb_lazy_digest(const struct lazy_layer *l)
+{
+        return l->digest;
+}
+
+struct replay_group **ossb_lazy_replay_group(struct lazy_layer *l)
+{
+        return &l->replay;
+}
+
 /* ---- counters ---- */
 
+/* The chunk bytes reads fetched (a step's own): for remote (TOC) sources without the TOCs,
+ * the prefetch, background completion and replays, which run beside the steps; for others
+ * every byte received. */
 uint64_t ossb_lazy_fetched_bytes(struct build *b)
 {
         uint64_t n = 0;
-        for (size_t i = 0; i < b->n_lazy; i++)
-                n += __atomic_load_n(&b->lazy[i]->acct.bytes, __ATOMIC_RELAXED);
+        for (size_t i = 0; i < b->n_lazy; i++) {
+                struct ossb_fs_source *src = ossb_fs_shared_source(b->lazy[i]->shared);
+                struct ossb_fs_remote_stats st;
+                if (!ossb_fs_source_is_remote(src)) {
+                        n += __atomic_load_n(&b->lazy[i]->acct.bytes, __ATOMIC_RELAXED);
+                        continue;
+                }
+                ossb_fs_source_remote_get_stats(src, &st);
+                n += st.fetched_bytes > st.prefetched_bytes ? st.fetched_bytes - st.prefetched_bytes : 0;
+        }
         return n;
 }
 
 void ossb_lazy_report(struct build *b)
 {
+        ossb_replay_finish(b); /* replays stopped and reported, records written */
         for (size_t i = 0; i < b->n_lazy; i++) {
                 struct lazy_layer *l = b->lazy[i];
                 struct ossb_fs_remote_stats st;
@@ -310,4 +362,40 @@ int ossb_lazy_materialize(struct build *b, struct ossb_error **err)
                         return ossb_error_wrap(err, "fetching %s in full for the output", l->name);
         }
         return 0;
+}
+
+/* ---- pushing: the blobs of lazily read layers, streamed to another registry ---- */
+
+static struct lazy_layer *lazy_find(struct build *b, const char *digest)
+{
+        for (size_t i = 0; i < b->n_lazy; i++)
+                if (streq(b->lazy[i]->digest, digest))
+                        return b->lazy[i];
+        return NULL;
+}
+
+static bool reader_has(void *userdata, const char *digest, int64_t size)
+{
+        struct lazy_layer *l = lazy_find(userdata, digest);
+        return l && l->size == size;
+}
+
+static int reader_read(void *userdata, const char *digest, int64_t off, void *buf, size_t len,
+                       struct ossb_error **err)
+{
+        struct lazy_layer *l = lazy_find(userdata, digest);
+        if (!l)
+                return ossb_error_set(err, -ENOENT, "blob %s was not read lazily by this build", digest);
+        int r = read_bytes(l, off, len, buf, err);
+        return r < 0 ? ossb_error_wrap(err, "reading %s", l->name) : 0;
+}
+
+/* A push of the result to a registry that cannot mount the lazily read base blobs (another
+ * registry) streams them from their registry: registry/client.h's blob reader. */
+void ossb_lazy_set_blob_reader(struct build *b, struct ossb_registry *reg)
+{
+        if (b->n_lazy == 0)
+                return;
+        struct ossb_blob_reader rd = { .has = reader_has, .read = reader_read, .userdata = b };
+        ossb_registry_set_blob_reader(reg, &rd);
 }

@@ -14,6 +14,8 @@
 
 #include "common/cleanup.h"
 #include "engine/build-internal.h"
+#include "engine/replay.h"
+#include "fuse/source-remote.h"
 
 int ossb_progress_mode_parse(const char *s, enum ossb_progress_mode *ret)
 {
@@ -156,4 +158,67 @@ void ossb_progress_lazy(struct build *b, const char *name, const char *digest, u
         }
         fprintf(stderr, "lazy: %s: fetched %" PRIu64 " of %" PRId64 " bytes (%.2f%%), %" PRIu64 " chunks, %" PRIu64
                         " from the chunk cache\n", name, fetched, size, pct, chunks, cache_hits);
+}
+
+/* ---- record and replay (engine/replay.c) ---- */
+
+static void emit_obj(json_object *o)
+{
+        fprintf(stderr, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+void ossb_progress_replay_start(struct build *b, const char *image, const char *found_by, uint64_t files,
+                                uint64_t bytes, uint64_t compressed)
+{
+        if (b->progress.mode == OSSB_PROGRESS_QUIET)
+                return;
+        if (b->progress.mode == OSSB_PROGRESS_JSON) {
+                json_object *o = json_object_new_object();
+                if (!o)
+                        return;
+                json_object_object_add(o, "status", json_object_new_string("replay"));
+                json_object_object_add(o, "phase", json_object_new_string("start"));
+                json_object_object_add(o, "image", json_object_new_string(image));
+                json_object_object_add(o, "record", json_object_new_string(found_by));
+                json_object_object_add(o, "files", json_object_new_int64((int64_t) files));
+                json_object_object_add(o, "bytes", json_object_new_int64((int64_t) bytes));
+                json_object_object_add(o, "compressed_bytes", json_object_new_int64((int64_t) compressed));
+                emit_obj(o);
+                return;
+        }
+        fprintf(stderr, "replay: prefetching %" PRIu64 " files (%" PRIu64 " bytes, %" PRIu64 " compressed) recorded by "
+                        "an earlier build %s: %s\n", files, bytes, compressed, found_by, image);
+}
+
+void ossb_progress_replay_done(struct build *b, const char *name, const char *digest,
+                               const struct ossb_fs_remote_replay_stats *st, uint64_t prefetched_bytes)
+{
+        if (b->progress.mode == OSSB_PROGRESS_QUIET)
+                return;
+        if (b->progress.mode == OSSB_PROGRESS_JSON) {
+                json_object *o = json_object_new_object();
+                if (!o)
+                        return;
+                json_object_object_add(o, "status", json_object_new_string("replay"));
+                json_object_object_add(o, "phase", json_object_new_string("done"));
+                json_object_object_add(o, "name", json_object_new_string(name));
+                json_object_object_add(o, "layer", json_object_new_string(digest));
+                json_object_object_add(o, "files", json_object_new_int64((int64_t) st->files));
+                json_object_object_add(o, "bytes", json_object_new_int64((int64_t) st->file_bytes));
+                json_object_object_add(o, "chunks", json_object_new_int64((int64_t) st->chunks));
+                json_object_object_add(o, "fetched_bytes", json_object_new_int64((int64_t) st->fetched_bytes));
+                json_object_object_add(o, "fetched_chunks", json_object_new_int64((int64_t) st->fetched_chunks));
+                json_object_object_add(o, "cache_hits", json_object_new_int64((int64_t) st->cache_hits));
+                json_object_object_add(o, "skipped_chunks", json_object_new_int64((int64_t) st->skipped_chunks));
+                json_object_object_add(o, "prefetched_bytes", json_object_new_int64((int64_t) prefetched_bytes));
+                json_object_object_add(o, "stopped", json_object_new_boolean(st->stopped));
+                json_object_object_add(o, "failed", json_object_new_boolean(st->failed));
+                emit_obj(o);
+                return;
+        }
+        fprintf(stderr, "replay: %s: %" PRIu64 " files, %" PRIu64 " chunks: %" PRIu64 " fetched (%" PRIu64 " bytes), %" PRIu64
+                        " from the chunk cache, %" PRIu64 " left to reads%s%s\n", name, st->files, st->chunks,
+                st->fetched_chunks, st->fetched_bytes, st->cache_hits, st->skipped_chunks,
+                st->stopped ? " (stopped at the end of the build)" : "", st->failed ? " (a fetch failed)" : "");
 }

@@ -18,6 +18,7 @@
 #include "engine/build-internal.h"
 #include "engine/copy.h"
 #include "engine/exec/exec.h"
+#include "engine/replay.h"
 #include "engine/run-mounts.h"
 #include "snapshotter/snapshotter.h"
 
@@ -430,21 +431,27 @@ static int run_commit(struct build *b, struct stage_state *s, struct run_job *j,
         char digest[OSSB_DIGEST_STR_LEN + 1] = "", diff_id[OSSB_DIGEST_STR_LEN + 1] = "";
         int64_t size = 0;
         bool empty = false;
+        json_object *annotations = NULL;
         _cleanup_free_ char *created_by = run_history(s, j->argv);
         if (!created_by)
                 return oom(err);
         ossb_build_layer_opts(b, &lo);
+        lo.ret_annotations = &annotations; /* seekable layers: their TOC's, for the manifest */
         if (!s->exported) /* a stage only copied from: its files matter, not a layer */
                 return ossb_snapshot_commit(j->snap, err);
         int r = ossb_snapshot_diff(j->snap, b->store, &lo, &empty, digest, &size, diff_id, err);
         if (r >= 0)
                 r = ossb_snapshot_commit(j->snap, err);
-        if (r < 0)
-                return r;
-        ossb_stepcache_run_store(b, s, j->inst, empty, digest, size, diff_id);
-        if (empty)
-                return ossb_stage_history(b, s, created_by, true) < 0 ? oom(err) : 0;
-        return ossb_stage_add_layer(b, s, digest, size, diff_id, created_by, err);
+        if (r >= 0) {
+                ossb_stepcache_run_store_annotated(b, s, j->inst, empty, digest, size, diff_id, annotations);
+                if (empty)
+                        r = ossb_stage_history(b, s, created_by, true) < 0 ? oom(err) : 0;
+                else
+                        r = ossb_stage_add_layer_annotated(b, s, digest, size, diff_id, annotations, created_by, err);
+        }
+        if (annotations)
+                json_object_put(annotations);
+        return r;
 }
 
 /* A step cache hit: the cached layer is applied instead of running the command. */
@@ -476,6 +483,7 @@ int ossb_run_step(struct build *b, struct stage_state *s, const struct ossb_df_i
                 r = run_sandbox(b, s, inst, &j, err);
         if (r >= 0 && !hit)
                 r = run_commit(b, s, &j, err);
+        ossb_replay_step_done(b, s, inst); /* what the step read from lazy layers, for the next build */
         run_job_clear(&j);
         return r;
 }

@@ -9,6 +9,9 @@
  * changing a context file that no COPY selects invalidates nothing, and a COPY --from a
  * rebuilt stage is keyed on what that stage now holds.  A hit and a miss give the same chain.  RUN steps are looked up by their step key: a hit applies the cached layer to the
  * stage root (unpacked, whiteouts applied, DiffID checked) instead of running anything.
+ * Entries keep the layer descriptor's annotations (a seekable layer's TOC digest), which a
+ * hit puts back into the stage's layer list; an entry without them is a miss for a build
+ * writing seekable layers (lacks_annotations).
  * Secrets are never part of a key: only the instruction text (with its --mount specs) is. */
 #include "config.h"
 
@@ -238,7 +241,17 @@ static int apply_hit(struct build *b, struct stage_state *s, const struct ossb_c
         }
         if (r < 0)
                 return ossb_error_wrap(err, "applying the cached layer %s", e->digest);
-        return ossb_stage_add_layer(b, s, e->digest, e->size, e->diff_id, created_by, err);
+        return ossb_stage_add_layer_annotated(b, s, e->digest, e->size, e->diff_id, e->annotations, created_by, err);
+}
+
+/* A seekable layer is lazily pullable only with its annotations (its TOC digest): an entry
+ * written without them (by an ossb that did not keep them) for a build that writes such
+ * layers is a miss, and the step's result replaces it. */
+static bool lacks_annotations(const struct build *b, const struct ossb_cache_entry *e)
+{
+        enum ossb_compression c = b->opts->compression;
+        bool seekable = c == OSSB_COMPRESSION_ESTARGZ || c == OSSB_COMPRESSION_ZSTD_CHUNKED;
+        return seekable && !e->empty && !e->annotations;
 }
 
 int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
@@ -252,8 +265,8 @@ int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const stru
         int r = ossb_cache_get(b->cache, s->step_key, &e, &hit, err);
         if (r < 0)
                 return r;
-        if (hit && !e.empty && !ossb_store_has(b->store, e.digest)) {
-                /* pruned meanwhile: a miss */
+        if (hit && ((!e.empty && !ossb_store_has(b->store, e.digest)) || lacks_annotations(b, &e))) {
+                /* pruned meanwhile, or stored without the annotations: a miss */
                 (void) ossb_cache_remove(b->cache, s->step_key, NULL);
                 hit = false;
         }
@@ -271,6 +284,13 @@ int ossb_stepcache_run_lookup(struct build *b, struct stage_state *s, const stru
 int ossb_stepcache_run_store(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst, bool empty,
                              const char *digest, int64_t size, const char *diff_id)
 {
+        return ossb_stepcache_run_store_annotated(b, s, inst, empty, digest, size, diff_id, NULL);
+}
+
+int ossb_stepcache_run_store_annotated(struct build *b, struct stage_state *s, const struct ossb_df_inst *inst,
+                                       bool empty, const char *digest, int64_t size, const char *diff_id,
+                                       json_object *annotations)
+{
         if (!b->cache || !s->exported || run_reads_binds(inst))
                 return 0;
         struct ossb_cache_entry e = { .empty = empty, .size = size };
@@ -278,6 +298,7 @@ int ossb_stepcache_run_store(struct build *b, struct stage_state *s, const struc
                 snprintf(e.digest, sizeof(e.digest), "%s", digest);
                 snprintf(e.diff_id, sizeof(e.diff_id), "%s", diff_id);
                 e.media_type = (char *) ossb_compression_media_type(b->opts->compression);
+                e.annotations = annotations;
         }
         struct ossb_error *err = NULL;
         int r = ossb_cache_put(b->cache, s->step_key, &e, &err);
@@ -326,7 +347,7 @@ static int layer_lookup(struct build *b, struct stage_state *s, const char *key,
         if (r < 0)
                 return r;
         json_object *extra = NULL;
-        if (hit && (e.empty || !ossb_store_has(b->store, e.digest) || !e.extra ||
+        if (hit && (e.empty || !ossb_store_has(b->store, e.digest) || lacks_annotations(b, &e) || !e.extra ||
                     ossb_json_parse(e.extra, strlen(e.extra), 1 << 20, &extra, NULL) < 0 ||
                     !json_object_is_type(extra, json_type_string))) {
                 (void) ossb_cache_remove(b->cache, key, NULL);
@@ -383,7 +404,7 @@ void ossb_stepcache_copy_store(struct build *b, struct stage_state *s, const cha
                 return;
         }
         struct ossb_cache_entry e = { .size = d->size, .media_type = d->media_type,
-                                      .extra = (char *) ossb_json_to_string(str) };
+                                      .extra = (char *) ossb_json_to_string(str), .annotations = d->annotations };
         snprintf(e.digest, sizeof(e.digest), "%s", d->digest);
         snprintf(e.diff_id, sizeof(e.diff_id), "%s", diff_id);
         struct ossb_error *err = NULL;

@@ -154,8 +154,6 @@ static int write_tmp(struct ossb_chunkcache *cc, const char *tmp, const void *da
         if (fd < 0)
                 return -errno;
         int k = ossb_write_all(fd, data, len);
-        if (k >= 0 && fsync(fd) < 0)
-                k = -errno;
         if (k >= 0 && fchmod(fd, 0400) < 0)
                 k = -errno;
         return k;

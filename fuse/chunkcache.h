@@ -5,9 +5,13 @@
  *   <hex>         the uncompressed bytes of a chunk whose sha256 is <hex> (a TOC's chunkDigest,
  *                 or a single-chunk file's digest), content-addressed, never changed once
  *                 there; its mtime is its last use (for prune)
- *   tmp-<hex>.*   writes in progress (renamed into place once complete and fsynced)
- * Chunks only land here after their bytes were checked against their digest; a reader trusts
- * a chunk by its name (and size), or re-hashes it with ossb_chunkcache_verify.
+ *   tmp-<hex>.*   writes in progress (renamed into place once complete)
+ * Chunks only land here after their bytes were checked against their digest.  They are not
+ * fsynced (one fsync per chunk made reading a whole layer 1.8x slower): after a crash a chunk
+ * may be torn although its name says complete, so a reader that did not store a chunk itself
+ * re-hashes it before its first use (ossb_chunkcache_verify; the remote source's
+ * verify_cache, which the engine always sets), and a damaged chunk is removed and fetched
+ * again; it is never served.
  *
  * Concurrency: builds and threads share the directory without locks.  Writers race
  * harmlessly (same name, same bytes: the last rename wins); a chunk may be pruned while a build
@@ -45,7 +49,7 @@ int ossb_chunkcache_open_chunk(struct ossb_chunkcache *cc, const char *digest, i
 ssize_t ossb_chunkcache_pread(struct ossb_chunkcache *cc, const char *digest, int64_t size, void *buf, size_t len,
                               int64_t off);
 
-/* Store a chunk: a temp file, written, fsynced and renamed into place; a chunk already there is
+/* Store a chunk: a temp file, written and renamed into place (not fsynced); a chunk already there is
  * kept.  With `verify` the bytes are hashed first (-EBADMSG naming both digests when they do
  * not match: nothing is stored).  Without it the caller vouches for them. */
 int ossb_chunkcache_put(struct ossb_chunkcache *cc, const char *digest, const void *data, size_t len, bool verify,

@@ -7,7 +7,12 @@
  * struct remote.lock protects the chunk states and first_error; it is never held while
  * fetching, hashing or waiting for I/O other than a cache lookup.  A thread claims the chunks
  * it will fetch (CH_INFLIGHT) and waits for chunks other threads claimed only once it holds
- * no claim of its own, so claims never deadlock. */
+ * no claim of its own, so claims never deadlock.  A replay (ossb_fs_source_remote_replay_start)
+ * claims chunks ahead of its fetches and settles or releases every one of them; readers only
+ * wait for its claims, never take them over.
+ *
+ * Recording: recorded[] is set per node by atomic exchange (first use only); rec_lock protects
+ * the log (rec, n_rec, cap_rec, rec_bytes, rec_capped) and is taken for nothing else. */
 #include "config.h"
 
 #include <dirent.h>
@@ -25,6 +30,7 @@
 #include "common/cleanup.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "fuse/chunkcache.h"
 #include "fuse/source-remote.h"
 
@@ -85,6 +91,27 @@ struct remote {
         atomic_bool stopping;
         struct ossb_error *bg_err; /* the thread's; read after join */
         struct ossb_fs_remote_stats st; /* atomic adds */
+        /* recording (see the top) */
+        pthread_mutex_t rec_lock;
+        uint8_t *recorded; /* per node; atomic exchange */
+        uint32_t *rec;     /* node indexes in first-use order; protected by rec_lock */
+        size_t n_rec, cap_rec, rec_bytes;
+        bool rec_capped;
+        struct replay *replay; /* set once by ossb_fs_source_remote_replay_start (atomic load) */
+};
+
+/* A replay of recorded paths (ossb_fs_source_remote_replay_start). */
+struct replay {
+        struct remote *rs;
+        struct cref *list; /* the chunks, in the order of the paths */
+        size_t n;
+        uint8_t *ours;     /* per item: claimed by the replay, not settled yet (replay thread only,
+                            * and the starter before the thread exists) */
+        size_t claimed;    /* items [0, claimed) were offered to claim */
+        pthread_t thread;
+        bool started, joined; /* owner thread only */
+        atomic_bool stop;
+        struct ossb_fs_remote_replay_stats st; /* atomic */
 };
 
 struct rhandle {
@@ -93,6 +120,9 @@ struct rhandle {
 };
 
 #define ST_ADD(rs, f, v) __atomic_fetch_add(&(rs)->st.f, (uint64_t) (v), __ATOMIC_RELAXED)
+
+/* Who fetches: a read, the prefetch or background completion, a replay. */
+enum { FETCH_READ, FETCH_PREFETCH, FETCH_REPLAY };
 
 static const struct ossb_fs_source_ops remote_ops;
 
@@ -397,7 +427,8 @@ static int build_index(struct remote *rs, struct ossb_error **err)
         resolve_links(rs);
         count_dir_links(rs);
         rs->cstate = calloc(rs->n_chunks ? rs->n_chunks : 1, 1);
-        return rs->cstate ? 0 : ossb_error_set(err, -ENOMEM, "out of memory");
+        rs->recorded = calloc(rs->n_nodes ? rs->n_nodes : 1, 1);
+        return rs->cstate && rs->recorded ? 0 : ossb_error_set(err, -ENOMEM, "out of memory");
 }
 
 /* The node of `path`, or NONE when the layer does not have it. */
@@ -411,6 +442,33 @@ static const struct ossb_toc_entry *entry_of(const struct remote *rs, uint32_t n
 {
         int32_t e = rs->nodes[rs->nodes[node].target].entry;
         return e >= 0 ? &rs->toc->entries[e] : NULL;
+}
+
+/* ---- recording the paths used ---- */
+
+/* Append node i to the log on its first use (bounded: see source-remote.h). */
+static void record(struct remote *rs, uint32_t i)
+{
+        if (__atomic_exchange_n(&rs->recorded[i], 1, __ATOMIC_RELAXED))
+                return;
+        size_t len = strlen(rs->nodes[i].path) + 1;
+        pthread_mutex_lock(&rs->rec_lock);
+        if (rs->n_rec >= OSSB_FS_REMOTE_RECORD_MAX || rs->rec_bytes + len > OSSB_FS_REMOTE_RECORD_MAX_BYTES)
+                rs->rec_capped = true;
+        if (!rs->rec_capped && rs->n_rec == rs->cap_rec) {
+                size_t cap = rs->cap_rec ? rs->cap_rec * 2 : 256;
+                uint32_t *v = reallocarray(rs->rec, cap, sizeof(*v));
+                if (v) {
+                        rs->rec = v;
+                        rs->cap_rec = cap;
+                } else
+                        rs->rec_capped = true; /* out of memory: the record is only a hint */
+        }
+        if (!rs->rec_capped) {
+                rs->rec[rs->n_rec++] = i;
+                rs->rec_bytes += len;
+        }
+        pthread_mutex_unlock(&rs->rec_lock);
 }
 
 /* ---- metadata ---- */
@@ -524,6 +582,7 @@ static ssize_t rs_readlink(void *ctx, const char *path, char *buf, size_t size)
         if (len + 1 > size)
                 return -ERANGE;
         memcpy(buf, e->link, len + 1);
+        record(rs, i);
         return (ssize_t) len;
 }
 
@@ -618,7 +677,7 @@ struct fetch {
         struct remote *rs;
         const struct cref *refs;
         int *result; /* per ref: 0 not arrived, 1 stored, < 0 failed */
-        bool background;
+        int kind;    /* FETCH_* */
 };
 
 static int on_chunk(void *userdata, size_t index, const void *data, size_t len)
@@ -627,9 +686,13 @@ static int on_chunk(void *userdata, size_t index, const void *data, size_t len)
         struct remote *rs = f->rs;
         const struct ossb_toc_entry *e = &rs->toc->entries[f->refs[index].entry];
         const struct ossb_toc_chunk *c = chunk_of(rs, f->refs[index]);
-        if (f->background && atomic_load(&rs->stopping))
+        if (f->kind != FETCH_READ && atomic_load(&rs->stopping))
                 return -ECANCELED;
         ST_ADD(rs, fetched_bytes, len);
+        if (f->kind != FETCH_READ)
+                ST_ADD(rs, prefetched_bytes, len);
+        if (f->kind == FETCH_REPLAY)
+                __atomic_fetch_add(&rs->replay->st.fetched_bytes, (uint64_t) len, __ATOMIC_RELAXED);
         _cleanup_free_ void *out = malloc((size_t) c->size);
         struct ossb_error *e1 = NULL;
         int k = out ? ossb_toc_chunk_read(rs->toc, e, c, data, len, out, &e1)
@@ -646,15 +709,17 @@ static int on_chunk(void *userdata, size_t index, const void *data, size_t len)
         f->result[index] = k < 0 ? -EIO : 1;
         if (k >= 0) {
                 ST_ADD(rs, chunks_fetched, 1);
-                if (f->background)
+                if (f->kind != FETCH_READ)
                         ST_ADD(rs, prefetched_chunks, 1);
+                if (f->kind == FETCH_REPLAY)
+                        __atomic_fetch_add(&rs->replay->st.fetched_chunks, 1, __ATOMIC_RELAXED);
         }
         return 0;
 }
 
 /* Fetch the claimed chunks `refs` in one call and settle their states.  Returns the fetch's
  * error, if any. */
-static int fetch_claimed(struct remote *rs, const struct cref *refs, size_t n, bool background, struct ossb_error **err)
+static int fetch_claimed(struct remote *rs, const struct cref *refs, size_t n, int kind, struct ossb_error **err)
 {
         _cleanup_free_ struct ossb_range *ranges = calloc(n, sizeof(*ranges));
         _cleanup_free_ int *result = calloc(n, sizeof(*result));
@@ -664,10 +729,13 @@ static int fetch_claimed(struct remote *rs, const struct cref *refs, size_t n, b
                 ranges[i] = (struct ossb_range) { c->offset, c->end - c->offset };
         }
         if (k >= 0) {
-                struct fetch f = { .rs = rs, .refs = refs, .result = result, .background = background };
+                struct fetch f = { .rs = rs, .refs = refs, .result = result, .kind = kind };
                 ST_ADD(rs, fetches, 1);
                 k = rs->fetch(rs->fetch_userdata, ranges, n, on_chunk, &f, err);
-                if (k < 0 && !(background && atomic_load(&rs->stopping)))
+                if (k < 0 && kind == FETCH_REPLAY) /* a hint only: reads fetch on demand */
+                        log_warn("layer %s: replaying %zu chunk(s) failed: %s", rs->name, n,
+                                 err && *err && (*err)->msg ? (*err)->msg : strerror(-k));
+                else if (k < 0 && !(kind != FETCH_READ && atomic_load(&rs->stopping)))
                         note_error(rs, "layer %s: fetching %zu chunk(s) failed: %s", rs->name, n,
                                    err && *err && (*err)->msg ? (*err)->msg : strerror(-k));
         }
@@ -752,7 +820,7 @@ static int ensure(struct remote *rs, const struct cref *list, size_t n, size_t n
                 m = from_cache(rs, mine, m);
                 struct ossb_error *fe = NULL;
                 if (m > 0)
-                        k = fetch_claimed(rs, mine, m, background, &fe);
+                        k = fetch_claimed(rs, mine, m, background ? FETCH_PREFETCH : FETCH_READ, &fe);
                 if (!wait) {
                         if (k < 0 && err && !*err)
                                 *err = TAKE_PTR(fe);
@@ -795,6 +863,7 @@ static int rs_open(void *ctx, const char *path, void **ret_handle)
                 return -ENOMEM;
         h->node = rs->nodes[i].target;
         *ret_handle = h;
+        record(rs, i);
         return 0;
 }
 
@@ -982,6 +1051,144 @@ static void *bg_main(void *arg)
         return NULL;
 }
 
+/* ---- replay ---- */
+
+static int64_t ref_bytes(const struct remote *rs, struct cref r)
+{
+        const struct ossb_toc_chunk *c = chunk_of(rs, r);
+        return c->end - c->offset;
+}
+
+/* The first item at or after `from` where OSSB_FS_REMOTE_REPLAY_CLAIM compressed bytes from
+ * `from` are reached (at least `min`). */
+static size_t claim_window(const struct replay *rp, size_t from, size_t min)
+{
+        int64_t bytes = 0;
+        size_t i = from;
+        for (; i < rp->n && (i < min || bytes < OSSB_FS_REMOTE_REPLAY_CLAIM); i++)
+                bytes += ref_bytes(rp->rs, rp->list[i]);
+        return i;
+}
+
+/* Claim the items [rp->claimed, end) nobody holds or has. */
+static void replay_claim(struct replay *rp, size_t end)
+{
+        struct remote *rs = rp->rs;
+        pthread_mutex_lock(&rs->lock);
+        for (; rp->claimed < end; rp->claimed++) {
+                uint8_t *s = &rs->cstate[gid(rs, rp->list[rp->claimed])];
+                if (*s == CH_UNKNOWN) {
+                        *s = CH_INFLIGHT;
+                        rp->ours[rp->claimed] = 1;
+                } else
+                        __atomic_fetch_add(&rp->st.skipped_chunks, 1, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&rs->lock);
+}
+
+/* Give up the claims of items [from, rp->claimed) not settled yet. */
+static void replay_release(struct replay *rp, size_t from)
+{
+        struct remote *rs = rp->rs;
+        pthread_mutex_lock(&rs->lock);
+        for (size_t i = from; i < rp->claimed; i++)
+                if (rp->ours[i]) {
+                        rs->cstate[gid(rs, rp->list[i])] = CH_UNKNOWN;
+                        rp->ours[i] = 0;
+                        __atomic_fetch_add(&rp->st.skipped_chunks, 1, __ATOMIC_RELAXED);
+                }
+        pthread_cond_broadcast(&rs->cond);
+        pthread_mutex_unlock(&rs->lock);
+}
+
+/* One fetch call's worth of items from `pos`: claimed (ahead too), looked up in the cache,
+ * the rest fetched.  Returns the next position, or -errno when the fetch failed. */
+static ssize_t replay_batch(struct replay *rp, size_t pos, struct cref *mine)
+{
+        struct remote *rs = rp->rs;
+        size_t end = pos, m = 0;
+        for (int64_t bytes = 0; end < rp->n && (end == pos || bytes + ref_bytes(rs, rp->list[end]) <= rs->max_fetch);
+             end++)
+                bytes += ref_bytes(rs, rp->list[end]);
+        replay_claim(rp, claim_window(rp, pos, end));
+        for (size_t i = pos; i < end; i++)
+                if (rp->ours[i]) {
+                        mine[m++] = rp->list[i];
+                        rp->ours[i] = 0;
+                }
+        size_t left = from_cache(rs, mine, m);
+        __atomic_fetch_add(&rp->st.cache_hits, (uint64_t) (m - left), __ATOMIC_RELAXED);
+        if (left == 0)
+                return (ssize_t) end;
+        struct ossb_error *e = NULL;
+        int k = fetch_claimed(rs, mine, left, FETCH_REPLAY, &e); /* settles them, fetched or not */
+        ossb_error_free(e);
+        return k < 0 ? k : (ssize_t) end;
+}
+
+static void *replay_main(void *arg)
+{
+        struct replay *rp = arg;
+        struct cref *mine = calloc(rp->n ? rp->n : 1, sizeof(*mine));
+        size_t pos = 0;
+        while (mine && pos < rp->n && !atomic_load(&rp->stop) && !atomic_load(&rp->rs->stopping)) {
+                ssize_t next = replay_batch(rp, pos, mine);
+                if (next < 0) {
+                        __atomic_store_n(&rp->st.failed, true, __ATOMIC_RELAXED);
+                        break;
+                }
+                pos = (size_t) next;
+        }
+        free(mine);
+        if (pos < rp->n)
+                __atomic_store_n(&rp->st.stopped, true, __ATOMIC_RELAXED);
+        replay_release(rp, pos);
+        log_debug("layer %s: replay %s", rp->rs->name, pos < rp->n ? "stopped" : "done");
+        __atomic_store_n(&rp->st.done, true, __ATOMIC_RELEASE);
+        return NULL;
+}
+
+static void replay_free(struct replay *rp)
+{
+        if (!rp)
+                return;
+        free(rp->list);
+        free(rp->ours);
+        free(rp);
+}
+
+/* The chunks of the regular files among `paths` (each file once) into rp. */
+static int replay_collect(struct replay *rp, char *const *paths, size_t n)
+{
+        struct remote *rs = rp->rs;
+        _cleanup_free_ uint8_t *seen = calloc(rs->toc->n ? rs->toc->n : 1, 1);
+        size_t cap = 0;
+        if (!seen)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                uint32_t nd = paths[i] ? lookup(rs, paths[i]) : NONE;
+                const struct ossb_toc_entry *e = nd == NONE || (rs->nodes[nd].flags & OSSB_FS_WHITEOUT) ? NULL
+                                                                                                         : entry_of(rs, nd);
+                if (!e || !S_ISREG(e->mode) || rs->nodes[rs->nodes[nd].target].dir)
+                        continue;
+                uint32_t ei = (uint32_t) rs->nodes[rs->nodes[nd].target].entry;
+                if (seen[ei])
+                        continue;
+                seen[ei] = 1;
+                rp->st.files++;
+                rp->st.file_bytes += (uint64_t) e->size;
+                for (size_t c = 0; c < e->n_chunks; c++) {
+                        int k = push_ref(&rp->list, &rp->n, &cap, (struct cref) { ei, (uint32_t) c });
+                        if (k < 0)
+                                return k;
+                        rp->st.compressed_bytes += (uint64_t) (e->chunks[c].end - e->chunks[c].offset);
+                }
+        }
+        rp->st.chunks = rp->n;
+        rp->ours = calloc(rp->n ? rp->n : 1, 1);
+        return rp->ours ? 0 : -ENOMEM;
+}
+
 /* ---- the source ---- */
 
 static void rs_free(void *ctx)
@@ -993,6 +1200,14 @@ static void rs_free(void *ctx)
                 atomic_store(&rs->stopping, true);
                 pthread_join(rs->thread, NULL);
         }
+        if (rs->replay && rs->replay->started && !rs->replay->joined) {
+                atomic_store(&rs->replay->stop, true);
+                pthread_join(rs->replay->thread, NULL);
+        }
+        replay_free(rs->replay);
+        free(rs->recorded);
+        free(rs->rec);
+        pthread_mutex_destroy(&rs->rec_lock);
         for (uint32_t i = 0; i < rs->n_nodes; i++)
                 free(rs->nodes[i].path);
         free(rs->nodes);
@@ -1026,6 +1241,7 @@ static const struct ossb_fs_source_ops remote_ops = {
 static int remote_init(struct remote *rs, const struct ossb_fs_remote_opts *o, struct ossb_error **err)
 {
         pthread_mutex_init(&rs->lock, NULL);
+        pthread_mutex_init(&rs->rec_lock, NULL);
         pthread_cond_init(&rs->cond, NULL);
         rs->name = strdup(o->name ? o->name : "(remote layer)");
         if (!rs->name)
@@ -1099,6 +1315,7 @@ void ossb_fs_source_remote_get_stats(struct ossb_fs_source *src, struct ossb_fs_
         ret->bad_chunks = __atomic_load_n(&rs->st.bad_chunks, __ATOMIC_RELAXED);
         ret->prefetched_chunks = __atomic_load_n(&rs->st.prefetched_chunks, __ATOMIC_RELAXED);
         ret->prefetch_done = __atomic_load_n(&rs->st.prefetch_done, __ATOMIC_ACQUIRE);
+        ret->prefetched_bytes = __atomic_load_n(&rs->st.prefetched_bytes, __ATOMIC_RELAXED);
 }
 
 int ossb_fs_source_remote_wait(struct ossb_fs_source *src, struct ossb_error **err)
@@ -1147,4 +1364,107 @@ char *ossb_fs_source_remote_error(struct ossb_fs_source *src)
         char *s = rs->first_error ? strdup(rs->first_error) : NULL;
         pthread_mutex_unlock(&rs->lock);
         return s;
+}
+
+/* ---- record and replay ---- */
+
+size_t ossb_fs_source_remote_record_mark(struct ossb_fs_source *src, bool *ret_capped)
+{
+        struct remote *rs = src->ctx;
+        pthread_mutex_lock(&rs->rec_lock);
+        size_t n = rs->n_rec;
+        if (ret_capped)
+                *ret_capped = rs->rec_capped;
+        pthread_mutex_unlock(&rs->rec_lock);
+        return n;
+}
+
+int ossb_fs_source_remote_record_paths(struct ossb_fs_source *src, size_t from, size_t to, char ***ret)
+{
+        struct remote *rs = src->ctx;
+        pthread_mutex_lock(&rs->rec_lock);
+        if (to > rs->n_rec)
+                to = rs->n_rec;
+        size_t n = from < to ? to - from : 0;
+        char **v = calloc(n + 1, sizeof(*v));
+        for (size_t i = 0; v && i < n; i++)
+                if (!(v[i] = strdup(rs->nodes[rs->rec[from + i]].path))) {
+                        ossb_strv_free(v);
+                        v = NULL;
+                }
+        pthread_mutex_unlock(&rs->rec_lock);
+        if (!v)
+                return -ENOMEM;
+        *ret = v;
+        return 0;
+}
+
+int ossb_fs_source_remote_path_kind(struct ossb_fs_source *src, const char *path)
+{
+        struct remote *rs = src->ctx;
+        uint32_t i = lookup(rs, path);
+        if (i == NONE)
+                return -ENOENT;
+        const struct ossb_toc_entry *e = (rs->nodes[i].flags & OSSB_FS_WHITEOUT) ? NULL : entry_of(rs, i);
+        return e && S_ISREG(e->mode) && !rs->nodes[rs->nodes[i].target].dir ? OSSB_FS_REMOTE_FILE : OSSB_FS_REMOTE_HIDES;
+}
+
+int ossb_fs_source_remote_replay_start(struct ossb_fs_source *src, char *const *paths, size_t n,
+                                       struct ossb_error **err)
+{
+        struct remote *rs = src->ctx;
+        if (__atomic_load_n(&rs->replay, __ATOMIC_ACQUIRE))
+                return ossb_error_set(err, -EBUSY, "layer %s: a replay was already started", rs->name);
+        struct replay *rp = calloc(1, sizeof(*rp));
+        if (!rp)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
+        rp->rs = rs;
+        int k = replay_collect(rp, paths, n);
+        if (k < 0) {
+                replay_free(rp);
+                return ossb_error_set(err, k, "out of memory");
+        }
+        __atomic_store_n(&rs->replay, rp, __ATOMIC_RELEASE);
+        replay_claim(rp, claim_window(rp, 0, 0)); /* before any step can read them */
+        k = rp->n ? -pthread_create(&rp->thread, NULL, replay_main, rp) : 0;
+        rp->started = rp->n && k >= 0;
+        if (!rp->started) {
+                replay_release(rp, 0);
+                __atomic_store_n(&rp->st.done, true, __ATOMIC_RELEASE);
+        }
+        if (k < 0)
+                return ossb_error_set(err, k, "layer %s: cannot start the replay thread: %s", rs->name, strerror(-k));
+        return 0;
+}
+
+void ossb_fs_source_remote_replay_stop(struct ossb_fs_source *src, bool finish)
+{
+        struct remote *rs = src->ctx;
+        struct replay *rp = __atomic_load_n(&rs->replay, __ATOMIC_ACQUIRE);
+        if (!rp || !rp->started || rp->joined)
+                return;
+        if (!finish)
+                atomic_store(&rp->stop, true);
+        pthread_join(rp->thread, NULL);
+        rp->joined = true;
+}
+
+void ossb_fs_source_remote_replay_stats(struct ossb_fs_source *src, struct ossb_fs_remote_replay_stats *ret)
+{
+        struct remote *rs = src->ctx;
+        struct replay *rp = __atomic_load_n(&rs->replay, __ATOMIC_ACQUIRE);
+        memset(ret, 0, sizeof(*ret));
+        if (!rp)
+                return;
+        ret->files = rp->st.files; /* set before the replay was published */
+        ret->file_bytes = rp->st.file_bytes;
+        ret->chunks = rp->st.chunks;
+        ret->compressed_bytes = rp->st.compressed_bytes;
+        ret->fetched_bytes = __atomic_load_n(&rp->st.fetched_bytes, __ATOMIC_RELAXED);
+        ret->fetched_chunks = __atomic_load_n(&rp->st.fetched_chunks, __ATOMIC_RELAXED);
+        ret->cache_hits = __atomic_load_n(&rp->st.cache_hits, __ATOMIC_RELAXED);
+        ret->skipped_chunks = __atomic_load_n(&rp->st.skipped_chunks, __ATOMIC_RELAXED);
+        ret->done = __atomic_load_n(&rp->st.done, __ATOMIC_ACQUIRE);
+        ret->stopped = __atomic_load_n(&rp->st.stopped, __ATOMIC_RELAXED);
+        ret->failed = __atomic_load_n(&rp->st.failed, __ATOMIC_RELAXED);
 }

@@ -71,6 +71,9 @@ struct ossb_fs_remote_stats {
         uint64_t bad_chunks;        /* chunks that did not match their digest (never served) */
         uint64_t prefetched_chunks; /* chunks fetched by prefetch and background completion */
         bool prefetch_done;         /* the prefetch (and background completion, when asked) ended */
+        /* (Added for record and replay.) */
+        uint64_t prefetched_bytes;  /* compressed bytes fetched by prefetch, background completion
+                                     * and replay (the rest of fetched_bytes was fetched by reads) */
 };
 
 /* A data source for the layer; `ret`'s name is opts->name.  Free with ossb_fs_source_free
@@ -92,6 +95,65 @@ int ossb_fs_source_remote_wait(struct ossb_fs_source *src, struct ossb_error **e
  * in an earlier build. */
 int ossb_fs_source_remote_fetch_paths(struct ossb_fs_source *src, char *const *paths, size_t n,
                                       struct ossb_error **err);
+
+/* ---- record and replay (added; engine/replay.h keeps the records) ----
+ *
+ * Recording: every path of the layer opened (regular files: reads and copy-ups) or read with
+ * readlink is appended to the source's log the first time it is used, so the log is the
+ * layer's distinct used paths in first-use order.  The log is capped at
+ * OSSB_FS_REMOTE_RECORD_MAX paths and OSSB_FS_REMOTE_RECORD_MAX_BYTES bytes of path text; later
+ * paths are not recorded and the log says it was capped.  A caller marks windows (a build
+ * step) by taking the log's length before and after. */
+#define OSSB_FS_REMOTE_RECORD_MAX 100000
+#define OSSB_FS_REMOTE_RECORD_MAX_BYTES (8 * 1024 * 1024)
+
+/* The number of paths recorded so far; *ret_capped (may be NULL): whether some were not. */
+size_t ossb_fs_source_remote_record_mark(struct ossb_fs_source *src, bool *ret_capped);
+
+/* Copies of the recorded paths [from, to) (to is clamped to the log's length), as a
+ * NULL-terminated vector the caller frees with ossb_strv_free; -ENOMEM. */
+int ossb_fs_source_remote_record_paths(struct ossb_fs_source *src, size_t from, size_t to, char ***ret);
+
+/* What the layer has at `path`: OSSB_FS_REMOTE_FILE (a regular file, or a hard link to one),
+ * OSSB_FS_REMOTE_HIDES (anything else: a whiteout, a directory, a symlink... - lower layers'
+ * `path` is not what a reader sees), or -ENOENT (lower layers decide). */
+enum {
+        OSSB_FS_REMOTE_FILE = 1,
+        OSSB_FS_REMOTE_HIDES = 2,
+};
+int ossb_fs_source_remote_path_kind(struct ossb_fs_source *src, const char *path);
+
+/* Replay: fetch the chunks of the regular files named (relative paths, e.g. those an earlier
+ * build's steps read; others are skipped), in the order given, in the background, in calls of
+ * at most opts.max_fetch compressed bytes.  The chunks of the first
+ * OSSB_FS_REMOTE_REPLAY_CLAIM bytes (compressed) are claimed before this returns, the rest as
+ * the work goes: a read of a claimed chunk waits for the replay's fetch instead of fetching it
+ * again, so a step started after this call fetches none of those chunks itself.  Chunks in the
+ * chunk cache are taken from it.  Its bytes count as prefetched_bytes.  One replay per source
+ * (-EBUSY for a second); `paths` is copied. */
+#define OSSB_FS_REMOTE_REPLAY_CLAIM (64 * 1024 * 1024)
+
+struct ossb_fs_remote_replay_stats {
+        uint64_t files;            /* regular files of the layer among the paths */
+        uint64_t file_bytes;       /* their size */
+        uint64_t chunks;           /* their chunks */
+        uint64_t compressed_bytes; /* the chunks' compressed size */
+        uint64_t fetched_bytes;    /* compressed bytes the replay fetched */
+        uint64_t fetched_chunks;   /* chunks it fetched, verified and cached */
+        uint64_t cache_hits;       /* chunks it found in the chunk cache */
+        uint64_t skipped_chunks;   /* chunks others fetched or had fetched, or left when stopped */
+        bool done;                 /* the replay ended (completed, failed or stopped) */
+        bool stopped;              /* it was stopped before the end */
+        bool failed;               /* a fetch failed (the chunks left are fetched on demand) */
+};
+
+int ossb_fs_source_remote_replay_start(struct ossb_fs_source *src, char *const *paths, size_t n,
+                                       struct ossb_error **err);
+/* Ask the replay to stop after its current fetch call and wait for it (nothing when none);
+ * with `finish` wait for it to complete instead. */
+void ossb_fs_source_remote_replay_stop(struct ossb_fs_source *src, bool finish);
+/* Counters of the replay (zeros when none was started). */
+void ossb_fs_source_remote_replay_stats(struct ossb_fs_source *src, struct ossb_fs_remote_replay_stats *ret);
 
 /* The first failure of a read (a chunk that did not match its digest, a fetch that failed), as
  * a message naming the layer and the file; NULL when none.  Caller frees. */

@@ -662,6 +662,8 @@ int ossb_layer_writer_finish(struct ossb_layer_writer *w, char ret_digest[OSSB_D
         }
         ossb_sha256_final(w->diff_hash, diff_id);
         w->finished = true;
+        if (w->opts.ret_annotations && ossb_layer_writer_annotations(w, w->opts.ret_annotations) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
         if (ret_digest)
                 memcpy(ret_digest, digest, sizeof(digest));
         if (ret_size)

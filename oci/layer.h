@@ -47,6 +47,11 @@ struct ossb_layer_opts {
         int level;                 /* -1: the compressor's default (gzip 6, zstd 3) */
         int64_t source_date_epoch; /* -1: unset; else clamp every mtime to it */
         unsigned threads;          /* compression threads: 0 the default (ossb_pgzip_default_threads) */
+        /* Added: when set, a successful ossb_layer_writer_finish stores in *ret_annotations
+         * what ossb_layer_writer_annotations returns (a new reference the caller puts; NULL
+         * for compressions that need none).  For callers that do not hold the writer (a tree
+         * or snapshot diff written through these options); set it to NULL before. */
+        json_object **ret_annotations;
 };
 
 enum ossb_entry_type {

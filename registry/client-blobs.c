@@ -531,6 +531,7 @@ struct push_task {
         /* streamed from the registry's blob reader (not in the store): fd is a memfd holding
          * the current chunk; the bytes up to `hashed` went into `sha` */
         bool stream;
+        bool absent; /* neither in the store nor readable: only HEAD and mounts can succeed */
         struct ossb_sha256 *sha;
         int64_t hashed;
 };
@@ -624,6 +625,10 @@ static int push_prepare(struct call *c, bool after_failure, struct ossb_error **
                 free(pt->location);
                 pt->location = NULL;
         }
+        if (pt->absent && pt->step >= PUSH_POST)
+                return ossb_error_setx(err, OSSB_EXIT_REGISTRY, -ENOENT, "blob %s is not in the content store, and "
+                                       "%s neither has it nor could mount it", pt->d->digest,
+                                       repo_origin(pt->ctx->repo)->repository);
         call_reset_request(c);
         c->follow = pt->step == PUSH_HEAD;
         c->auth_soft = false;
@@ -716,6 +721,11 @@ static int push_begin(void *ctx, struct task *t, struct ossb_error **err)
                 if (pt->fd < 0)
                         return ossb_error_set(err, -errno, "cannot make a buffer for streaming blob %s: %m", pt->d->digest);
                 log_debug("registry: %s is not in the store: streaming it from its source", pt->d->digest);
+                goto opened;
+        }
+        if (!ossb_store_has(pc->store, pt->d->digest)) {
+                /* the registry may hold it, or mount it: fail only if it must be uploaded */
+                pt->absent = true;
                 goto opened;
         }
         k = ossb_store_blob_size(pc->store, pt->d->digest, &size, err);

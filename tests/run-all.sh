@@ -5,7 +5,7 @@
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (a copy of the sources,
 #      built in $OSSB_TEST_WORK/asan)
 #   3. integration tests (pytest, tests/integration) against real tools: skopeo, umoci, ...
-#   4. as root: the RUN suites again with ossb run as a non-root user (rootless)
+#   4. as root: the RUN and lazy-pull suites again with ossb run as a non-root user (rootless)
 #   5. as root: POSIX and overlay-semantics checks of ossb's FUSE filesystem
 #      (tests/fuse/posix-checks.py through tests/fuse/fusefs-mount)
 # Ends with "N passed, N failed, N skipped"; exits non-zero when anything failed.
@@ -103,11 +103,12 @@ if [ "${SKIP_INTEGRATION:-0}" != 1 ]; then
 		--junitxml="$work/integration.xml" -p no:cacheprovider 2>&1 | tail -60
 	count_junit "$work/integration.xml" integration
 	if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
-		echo "=== rootless: the RUN suites with ossb as uid 65534"
+		echo "=== rootless: the RUN and lazy-pull suites with ossb as uid 65534"
 		OSSB_TEST_AS_USER=65534 OSSB=${OSSB:-$src/ossb} /usr/bin/python3 -m pytest -q -rfEs \
 			"$src/tests/integration/test_run.py" "$src/tests/integration/test_run_mounts.py" \
 			"$src/tests/integration/test_cache.py" "$src/tests/integration/test_multistage.py" \
 			"$src/tests/integration/test_run_faults.py" "$src/tests/integration/test_buildah_compare.py" \
+			"$src/tests/integration/test_lazy.py" "$src/tests/integration/test_lazy_built.py" \
 			--junitxml="$work/rootless.xml" -p no:cacheprovider 2>&1 | tail -30
 		count_junit "$work/rootless.xml" rootless
 	fi

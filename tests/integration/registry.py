@@ -5,8 +5,9 @@ skopeo and to read what they logged.
     reg = Registry(workdir, tls=False, auth=None).start()   # auth: None, "basic" or "token"
     reg.host            # "127.0.0.1:PORT"
     reg.push_layout(layout_dir, "plain", "busybox:1")   # skopeo copy oci:DIR:plain docker://HOST/busybox:1
-    reg.requests()      # [Access(method, path, query, status)] from its access log
+    reg.requests()      # [Access(method, path, query, status, size)] from its access log
     reg.mark(); ...; reg.requests(since=mark)
+    reg.served_bytes([digest, ...], since=mark, status=206)   # body bytes served for those blobs
     reg.stop()
 
 Modes
@@ -58,7 +59,10 @@ USERS = {
 ANONYMOUS = {"public/*": ["pull"]}
 ADMIN = "pusher"
 
-ACCESS_RE = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<uri>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ')
+# The access log (combined format): ... "METHOD URI HTTP/x" STATUS SIZE "referer" "agent", where
+# SIZE is the response body bytes the registry wrote ("-" for none)
+ACCESS_RE = re.compile(r'^\S+ - \S+ \[[^\]]+\] "(?P<method>[A-Z]+) (?P<uri>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) '
+                       r'(?P<size>\d+|-)?')
 
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
                   "application/vnd.docker.distribution.manifest.v2+json",
@@ -98,6 +102,7 @@ class Access:
     path: str
     query: dict
     status: int
+    size: int = 0  # response body bytes the registry wrote (multipart framing included)
 
     @property
     def uri(self):
@@ -417,8 +422,9 @@ class Registry:
             if not m:
                 continue
             u = urllib.parse.urlsplit(m.group("uri"))
+            size = m.group("size")
             out.append(Access(m.group("method"), urllib.parse.unquote(u.path), urllib.parse.parse_qs(u.query),
-                              int(m.group("status"))))
+                              int(m.group("status")), int(size) if size and size != "-" else 0))
         return out
 
     def requests(self, method=None, path=None, since=0, settle=True):
@@ -432,6 +438,16 @@ class Registry:
 
     def blob_gets(self, since=0):
         return self.requests("GET", r"^/v2/.+/blobs/sha256:", since=since)
+
+    def served_bytes(self, digests, since=0, status=None):
+        """Body bytes the registry wrote in its answers to GETs of the blobs `digests` (any
+        repository) since the mark `since`, by its access log: what went over the wire for
+        them, multipart framing included.  `status` keeps only answers with that status, e.g.
+        206 for the answers to Range requests (a lazy reader's), leaving out whole-blob
+        fetches (200)."""
+        want = set(digests)
+        return sum(a.size for a in self.blob_gets(since=since)
+                   if a.path.rsplit("/", 1)[-1] in want and (status is None or a.status == status))
 
     # --- clients ---
 

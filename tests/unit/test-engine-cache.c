@@ -1,7 +1,8 @@
 /* tests/unit/test-engine-cache.c - engine/cache*.c: the key encoding (no two part lists
  * collide, parent chaining, a known answer), COPY/ADD source digests (content and metadata
  * count, times do not, nothing outside the selection or the root is read), and the on-disk
- * index (round trip, misses, malformed entries, concurrent writers, LRU prune). */
+ * index (round trip, layer annotations and entry versions, misses, malformed entries,
+ * concurrent writers, LRU prune). */
 #include "config.h"
 
 #include <dirent.h>
@@ -882,6 +883,20 @@ static void test_malformed_entries(void)
                 "{\"version\":1,\"key\":\"" HEX_A "\",\"empty\":true} trailing",
                 "{\"version\":1,\"key\":\"" HEX_A "\",\"empty\":true,\"extra\":NaN}",
                 "[1]",
+                /* annotations: only in version 2, only for a layer, an object of strings */
+                "{\"version\":1,\"key\":\"" HEX_A "\",\"empty\":false,\"mediaType\":\"a/b\",\"digest\":\"" DIGEST_1
+                "\",\"size\":1,\"diffID\":\"" DIGEST_2 "\",\"annotations\":{\"a\":\"b\"}}",
+                "{\"version\":2,\"key\":\"" HEX_A "\",\"empty\":false,\"mediaType\":\"a/b\",\"digest\":\"" DIGEST_1
+                "\",\"size\":1,\"diffID\":\"" DIGEST_2 "\"}",
+                "{\"version\":2,\"key\":\"" HEX_A "\",\"empty\":true,\"annotations\":{\"a\":\"b\"}}",
+                "{\"version\":2,\"key\":\"" HEX_A "\",\"empty\":false,\"mediaType\":\"a/b\",\"digest\":\"" DIGEST_1
+                "\",\"size\":1,\"diffID\":\"" DIGEST_2 "\",\"annotations\":[\"a\"]}",
+                "{\"version\":2,\"key\":\"" HEX_A "\",\"empty\":false,\"mediaType\":\"a/b\",\"digest\":\"" DIGEST_1
+                "\",\"size\":1,\"diffID\":\"" DIGEST_2 "\",\"annotations\":{\"a\":1}}",
+                "{\"version\":2,\"key\":\"" HEX_A "\",\"empty\":false,\"mediaType\":\"a/b\",\"digest\":\"" DIGEST_1
+                "\",\"size\":1,\"diffID\":\"" DIGEST_2 "\",\"annotations\":{\"a b\":\"c\"}}",
+                "{\"version\":2,\"key\":\"" HEX_A "\",\"empty\":false,\"mediaType\":\"a/b\",\"digest\":\"" DIGEST_1
+                "\",\"size\":1,\"diffID\":\"" DIGEST_2 "\",\"annotations\":{\"\":\"c\"}}",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 _cleanup_(ossb_cache_entry_clear) struct ossb_cache_entry got = { .empty = false };
@@ -919,8 +934,8 @@ static void test_malformed_entries(void)
         /* another format version: a miss, left for the ossb that wrote it */
         {
                 _cleanup_(ossb_cache_entry_clear) struct ossb_cache_entry got = { .empty = false };
-                const char *v2 = "{\"version\":2,\"whatever\":true}";
-                ASSERT(ossb_write_file_atomic(path, v2, strlen(v2), 0644, NULL) == 0);
+                const char *v3 = "{\"version\":3,\"whatever\":true}";
+                ASSERT(ossb_write_file_atomic(path, v3, strlen(v3), 0644, NULL) == 0);
                 ASSERT(ossb_cache_get(c, HEX_A, &got, &hit, NULL) == 0 && !hit);
                 ASSERT(access(path, F_OK) == 0);
         }
@@ -932,6 +947,84 @@ static void test_malformed_entries(void)
                 ASSERT(ossb_cache_get(c, HEX_A, &got, &hit, NULL) == 0 && hit);
                 ASSERT_STREQ(got.extra, "\"text\"");
         }
+}
+
+/* The layer's annotations (a seekable layer's TOC digest) survive a put and a get; an entry
+ * with them is version 2, one without stays version 1 (older ossb reads it), and a version
+ * 1 entry written before annotations existed still loads, with none. */
+static void test_annotations(void)
+{
+        _cleanup_cache_ struct ossb_cache *c = open_cache("idx-annot");
+        _cleanup_(ossb_cache_entry_clear) struct ossb_cache_entry got = { .empty = false };
+        _cleanup_free_ char *path = entry_file(c, HEX_A), *text = NULL;
+        bool hit = false;
+        ASSERT(c && path);
+        json_object *a = json_object_new_object();
+        ASSERT(a);
+        json_object_object_add(a, "containerd.io/snapshot/stargz/toc.digest", json_object_new_string(DIGEST_1));
+        json_object_object_add(a, "io.containers.estargz.uncompressed-size", json_object_new_string("1024"));
+
+        struct ossb_cache_entry e = layer_entry(DIGEST_1, 99);
+        e.annotations = a;
+        ASSERT(ossb_cache_put(c, HEX_A, &e, NULL) == 0);
+        ASSERT(ossb_read_file(path, 1 << 20, &text, NULL, NULL) == 0);
+        ASSERT(strstr(text, "\"version\":2"));
+        ASSERT(ossb_cache_get(c, HEX_A, &got, &hit, NULL) == 0 && hit);
+        ASSERT(got.annotations && json_object_equal(got.annotations, a));
+        ASSERT(got.annotations != a);
+        ASSERT_INTEQ(got.size, 99);
+        ossb_cache_entry_clear(&got);
+
+        /* without annotations: version 1, and none come back */
+        free(TAKE_PTR(text));
+        e.annotations = NULL;
+        ASSERT(ossb_cache_put(c, HEX_A, &e, NULL) == 0);
+        ASSERT(ossb_read_file(path, 1 << 20, &text, NULL, NULL) == 0);
+        ASSERT(strstr(text, "\"version\":1") && !strstr(text, "annotations"));
+        ASSERT(ossb_cache_get(c, HEX_A, &got, &hit, NULL) == 0 && hit && !got.annotations);
+        ossb_cache_entry_clear(&got);
+
+        /* an entry as ossb before annotations wrote it */
+        const char *old = "{\"version\":1,\"key\":\"" HEX_A "\",\"empty\":false,\"mediaType\":\"a/b\",\"digest\":\"" DIGEST_1
+                          "\",\"size\":5,\"diffID\":\"" DIGEST_2 "\",\"extra\":\"COPY a /\"}";
+        ASSERT(ossb_write_file_atomic(path, old, strlen(old), 0644, NULL) == 0);
+        ASSERT(ossb_cache_get(c, HEX_A, &got, &hit, NULL) == 0 && hit);
+        ASSERT(!got.annotations && got.size == 5 && streq(got.extra, "\"COPY a /\""));
+        ossb_cache_entry_clear(&got);
+
+        /* what put refuses */
+        struct ossb_cache_entry em = { .empty = true, .annotations = a };
+        _cleanup_error_ struct ossb_error *err = NULL;
+        ASSERT_INTEQ(ossb_cache_put(c, HEX_B, &em, &err), -EINVAL);
+        ASSERT(err && strstr(err->msg, "annotations"));
+        json_object *bad = json_object_new_object();
+        ASSERT(bad);
+        json_object_object_add(bad, "n", json_object_new_int(1));
+        e.annotations = bad;
+        ASSERT_INTEQ(ossb_cache_put(c, HEX_B, &e, NULL), -EINVAL);
+        json_object_put(bad);
+        bad = json_object_new_object();
+        ASSERT(bad);
+        json_object_object_add(bad, "a key", json_object_new_string("v"));
+        e.annotations = bad;
+        ASSERT_INTEQ(ossb_cache_put(c, HEX_B, &e, NULL), -EINVAL);
+        json_object_put(bad);
+        bad = json_object_new_array();
+        e.annotations = bad;
+        ASSERT_INTEQ(ossb_cache_put(c, HEX_B, &e, NULL), -EINVAL);
+        json_object_put(bad);
+        ASSERT(ossb_cache_get(c, HEX_B, &got, &hit, NULL) == 0 && !hit);
+
+        /* prune reads version 2 entries as its own: evicted with keep 0 */
+        e.annotations = a;
+        ASSERT(ossb_cache_put(c, HEX_B, &e, NULL) == 0);
+        _cleanup_free_ char *sroot = sub("idx-annot-store");
+        struct ossb_store *s = NULL;
+        ASSERT(ossb_store_open(sroot, &s, NULL) == 0);
+        ASSERT(ossb_cache_prune(c, s, 0, NULL, NULL) == 0);
+        ASSERT(ossb_cache_get(c, HEX_B, &got, &hit, NULL) == 0 && !hit);
+        ossb_store_free(s);
+        json_object_put(a);
 }
 
 static void test_concurrent_put(void)
@@ -1061,10 +1154,10 @@ static void test_prune_lru(void)
         ASSERT(ossb_write_file_atomic(foreign, "x", 1, 0644, NULL) == 0);
         /* ...a symlink and an empty directory planted as entries, another version's entry */
         _cleanup_free_ char *k7 = key_n(7), *k8 = key_n(8), *k0 = key_n(0);
-        _cleanup_free_ char *link7 = entry_file(c, k7), *v2 = entry_file(c, k8), *dir0 = entry_file(c, k0);
-        const char *v2_text = "{\"version\":2}";
+        _cleanup_free_ char *link7 = entry_file(c, k7), *v3 = entry_file(c, k8), *dir0 = entry_file(c, k0);
+        const char *v3_text = "{\"version\":3}";
         ASSERT(symlink(bad, link7) == 0 && mkdir(dir0, 0700) == 0);
-        ASSERT(ossb_write_file_atomic(v2, v2_text, strlen(v2_text), 0644, NULL) == 0);
+        ASSERT(ossb_write_file_atomic(v3, v3_text, strlen(v3_text), 0644, NULL) == 0);
         const struct timespec t_old[2] = { { .tv_sec = 1000 }, { .tv_sec = 1000 } };
         ASSERT(utimensat(AT_FDCWD, old_tmp, t_old, 0) == 0);
 
@@ -1077,7 +1170,7 @@ static void test_prune_lru(void)
         ASSERT(access(new_tmp, F_OK) == 0 && access(foreign, F_OK) == 0);
         struct stat st;
         ASSERT(lstat(link7, &st) < 0 && lstat(dir0, &st) < 0);
-        ASSERT(access(v2, F_OK) == 0);
+        ASSERT(access(v3, F_OK) == 0);
 
         /* 500: evict 1 (A still used by 3), then 2 (B goes): 400 <= 500 */
         ASSERT(ossb_cache_prune(c, s, 500, &freed, NULL) == 0);
@@ -1102,7 +1195,7 @@ static void test_prune_lru(void)
         ASSERT_INTEQ(freed, 100);
         ASSERT(!has_entry(c, 3) && !has_entry(c, 6) && !ossb_store_has(s, blob_a));
         ASSERT(ossb_store_has(s, blob_d));
-        ASSERT(access(v2, F_OK) == 0); /* not ours to evict */
+        ASSERT(access(v3, F_OK) == 0); /* not ours to evict */
         ASSERT(ossb_cache_prune(c, s, 0, NULL, NULL) == 0); /* empty index */
 
         _cleanup_error_ struct ossb_error *e = NULL;
@@ -1174,6 +1267,7 @@ int main(void)
         RUN_TEST(test_get_put_roundtrip);
         RUN_TEST(test_bad_arguments);
         RUN_TEST(test_malformed_entries);
+        RUN_TEST(test_annotations);
         RUN_TEST(test_concurrent_put);
         RUN_TEST(test_prune_lru);
         RUN_TEST(test_prune_lock);
