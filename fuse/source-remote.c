@@ -37,6 +37,12 @@
 #define NONE UINT32_MAX
 #define DEFAULT_MAX_FETCH (16 * 1024 * 1024)
 #define DEFAULT_READAHEAD (1024 * 1024)
+/* Files read one after another in blob order (tar, cp -r, a checksum of every file): the first
+ * read of a file also fetches the files after it, up to this many compressed bytes, in the
+ * same request.  "In blob order": this file's entry follows the last file whose first read
+ * came before, by at most SEQ_GAP entries. */
+#define SEQ_READAHEAD (4 * 1024 * 1024)
+#define SEQ_GAP 16
 #define MAX_LINK_DEPTH 16
 #define MAX_PATH_LEN 4096
 #define MAX_WAIT_ROUNDS 3
@@ -73,6 +79,7 @@ struct remote {
         struct ossb_chunkcache *cache;
         bool verify_cache, prefetch, background;
         int64_t max_fetch, readahead;
+        _Atomic uint32_t last_first_read; /* the entry whose first read came last (NONE: none) */
         /* the index: read-only once built */
         struct node *nodes;
         uint32_t n_nodes, cap_nodes;
@@ -918,15 +925,71 @@ static void forget_cached(struct remote *rs, uint32_t entry, size_t c0, size_t c
         pthread_mutex_unlock(&rs->lock);
 }
 
-static int read_chunks(struct remote *rs, uint32_t entry, size_t c0, size_t c1, size_t ra, struct ossb_error **err)
+/* Where the background work (or a read-ahead) is: an entry and a chunk of it. */
+struct cursor {
+        size_t entry, chunk;
+};
+
+static int collect(struct remote *rs, struct cursor *cur, int64_t end, int64_t max_bytes, struct cref **ret,
+                   size_t *ret_n);
+
+/* The chunks [c0, ra] of `entry`, then with `seq` those of the files after it in blob order
+ * (read-ahead across files, SEQ_READAHEAD compressed bytes). */
+static int read_list(struct remote *rs, uint32_t entry, size_t c0, size_t ra, bool seq, struct cref **ret,
+                     size_t *ret_n)
 {
+        struct cref *more = NULL;
+        size_t n_more = 0;
+        if (seq) {
+                struct cursor cur = { (size_t) entry + 1, 0 };
+                if (collect(rs, &cur, -1, SEQ_READAHEAD, &more, &n_more) < 0)
+                        n_more = 0; /* no read-ahead without memory: the read itself goes on */
+        }
         size_t n = ra - c0 + 1;
-        _cleanup_free_ struct cref *list = calloc(n, sizeof(*list));
-        if (!list)
-                return ossb_error_set(err, -ENOMEM, "out of memory");
+        struct cref *list = calloc(n + n_more, sizeof(*list));
+        if (!list) {
+                free(more);
+                return -ENOMEM;
+        }
         for (size_t c = c0; c <= ra; c++)
                 list[c - c0] = (struct cref) { entry, (uint32_t) c };
+        if (n_more)
+                memcpy(list + n, more, n_more * sizeof(*list));
+        free(more);
+        *ret = list;
+        *ret_n = n + n_more;
+        return 0;
+}
+
+/* Whether chunks [c0, c1] of `entry` are cached already. */
+static bool all_cached(struct remote *rs, uint32_t entry, size_t c0, size_t c1)
+{
+        bool all = true;
+        pthread_mutex_lock(&rs->lock);
+        for (size_t c = c0; all && c <= c1; c++)
+                all = rs->cstate[rs->cbase[entry] + c] == CH_CACHED;
+        pthread_mutex_unlock(&rs->lock);
+        return all;
+}
+
+static int read_chunks(struct remote *rs, uint32_t entry, size_t c0, size_t c1, size_t ra, bool seq,
+                       struct ossb_error **err)
+{
+        _cleanup_free_ struct cref *list = NULL;
+        size_t n = 0;
+        /* read ahead only with a fetch that must happen anyway: one request per window */
+        if (seq && all_cached(rs, entry, c0, c1))
+                seq = false;
+        if (read_list(rs, entry, c0, ra, seq, &list, &n) < 0)
+                return ossb_error_set(err, -ENOMEM, "out of memory");
         return ensure(rs, list, n, c1 - c0 + 1, true, false, err);
+}
+
+/* Whether the first read of `entry` continues a walk through the files in blob order. */
+static bool sequential_first_read(struct remote *rs, uint32_t entry)
+{
+        uint32_t prev = atomic_exchange(&rs->last_first_read, entry);
+        return rs->readahead > 0 && prev != NONE && entry > prev && entry - prev <= SEQ_GAP;
 }
 
 static ssize_t rs_read(void *ctx, void *handle, void *buf, size_t size, off_t off)
@@ -944,10 +1007,11 @@ static ssize_t rs_read(void *ctx, void *handle, void *buf, size_t size, off_t of
         if (rs->readahead > 0 && off == h->last_end)
                 while (ra + 1 < e->n_chunks && e->chunks[ra + 1].file_offset < off + (int64_t) len + rs->readahead)
                         ra++;
+        bool seq = off == 0 && h->last_end == 0 && sequential_first_read(rs, ei);
         int k = 0;
         for (int attempt = 0; attempt < 2; attempt++) {
                 struct ossb_error *err = NULL;
-                k = read_chunks(rs, ei, c0, c1, ra, &err);
+                k = read_chunks(rs, ei, c0, c1, ra, seq && attempt == 0, &err);
                 if (k < 0) {
                         note_error(rs, "layer %s: reading `%s` failed: %s", rs->name, e->path,
                                    err && err->msg ? err->msg : strerror(-k));
@@ -971,11 +1035,6 @@ static ssize_t rs_read(void *ctx, void *handle, void *buf, size_t size, off_t of
 }
 
 /* ---- background prefetch ---- */
-
-/* Where the background work is: an entry and a chunk of it. */
-struct cursor {
-        size_t entry, chunk;
-};
 
 static int push_ref(struct cref **v, size_t *n, size_t *cap, struct cref r)
 {
@@ -1254,6 +1313,7 @@ static int remote_init(struct remote *rs, const struct ossb_fs_remote_opts *o, s
         rs->background = o->background;
         rs->max_fetch = o->max_fetch > 0 ? o->max_fetch : DEFAULT_MAX_FETCH;
         rs->readahead = o->readahead == 0 ? DEFAULT_READAHEAD : o->readahead;
+        atomic_init(&rs->last_first_read, NONE);
         if (!o->fetch || !o->cache_dir)
                 return ossb_error_set(err, -EINVAL, "layer %s: a remote layer needs a fetch function and a cache dir",
                                       rs->name);

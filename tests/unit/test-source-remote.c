@@ -632,6 +632,52 @@ static void test_merged_fetch(void)
         ASSERT_INTEQ(st.chunks_fetched, 2);
 }
 
+/* Files read one after another in blob order: the first read of the second one fetches the
+ * files after it in the same call, so reading the next ones costs no fetch; the same reads
+ * out of order, or with read-ahead off, fetch file by file. */
+static void seq_case(int64_t readahead, const char *const *order, size_t n, int *ret_calls)
+{
+        _cleanup_free_ char *cache = tmp_dir("cache");
+        struct fake f;
+        fake_init(&f, &zchunked);
+        struct ossb_fs_remote_opts o = {
+                .name = "seq", .blob_size = (int64_t) zchunked.len, .toc = decode(&zchunked), .fetch = fake_fetch,
+                .fetch_userdata = &f, .cache_dir = cache, .readahead = readahead,
+        };
+        struct ossb_fs_source *src = NULL;
+        *ret_calls = -1;
+        if (!o.toc || ossb_fs_source_remote_new(&o, &src, NULL) < 0)
+                return;
+        unsigned char buf[4096];
+        bool ok = true;
+        for (size_t i = 0; i < n; i++) {
+                ssize_t r = read_at(src, order[i], buf, sizeof(buf), 0);
+                if (r < 0)
+                        fprintf(stderr, "# %s: %s\n", order[i], strerror((int) -r));
+                ok = ok && r >= 0;
+        }
+        ssize_t osr = read_at(src, "etc/os-release", buf, sizeof(buf), 0);
+        ok = ok && osr == (ssize_t) strlen(os_release) && memcmp(buf, os_release, (size_t) osr) == 0;
+        ossb_fs_source_free(src);
+        *ret_calls = ok ? f.calls : -1;
+}
+
+static void test_sequential_readahead(void)
+{
+        /* blob order: etc/os-release, etc/passwd, (the landmark,) usr/bin/big */
+        static const char *const in_order[] = { "etc/os-release", "etc/passwd", "usr/bin/big" };
+        static const char *const reversed[] = { "usr/bin/big", "etc/passwd", "etc/os-release" };
+        int in_seq = 0, rev = 0, off = 0;
+        seq_case(0, in_order, ELEMENTSOF(in_order), &in_seq);
+        seq_case(0, reversed, ELEMENTSOF(reversed), &rev);
+        seq_case(-1, in_order, ELEMENTSOF(in_order), &off);
+        fprintf(stderr, "# fetch calls: in order %d, reversed %d, read-ahead off %d\n", in_seq, rev, off);
+        ASSERT(in_seq > 0 && rev > 0 && off > 0);
+        ASSERT_INTEQ(in_seq, 2); /* os-release, then passwd with big's first chunk after it */
+        ASSERT_INTEQ(rev, 3);
+        ASSERT_INTEQ(off, 3);
+}
+
 /* A corrupted chunk: EIO and a message naming the layer and the file; never wrong bytes;
  * nothing cached; served once the bytes are right again. */
 static void test_corrupt_chunk(void)
@@ -1087,6 +1133,7 @@ int main(void)
                 RUN_TEST(test_reads_estargz);
                 RUN_TEST(test_reads_zstd_chunked);
                 RUN_TEST(test_merged_fetch);
+                RUN_TEST(test_sequential_readahead);
                 RUN_TEST(test_corrupt_chunk);
                 RUN_TEST(test_fetch_failure);
                 RUN_TEST(test_shared_cache);
