@@ -38,10 +38,12 @@
 #define DEFAULT_MAX_FETCH (16 * 1024 * 1024)
 #define DEFAULT_READAHEAD (1024 * 1024)
 /* Files read one after another in blob order (tar, cp -r, a checksum of every file): the first
- * read of a file also fetches the files after it, up to this many compressed bytes, in the
- * same request.  "In blob order": this file's entry follows the last file whose first read
- * came before, by at most SEQ_GAP entries. */
+ * read of a file also fetches the files after it in the same request, SEQ_READAHEAD
+ * compressed bytes the first time, twice as many each further time (up to SEQ_READAHEAD_MAX)
+ * while the reads stay in order.  "In blob order": this file's entry follows the last file
+ * whose first read came before, by at most SEQ_GAP entries. */
 #define SEQ_READAHEAD (4 * 1024 * 1024)
+#define SEQ_READAHEAD_MAX (32 * 1024 * 1024)
 #define SEQ_GAP 16
 #define MAX_LINK_DEPTH 16
 #define MAX_PATH_LEN 4096
@@ -80,6 +82,7 @@ struct remote {
         bool verify_cache, prefetch, background;
         int64_t max_fetch, readahead;
         _Atomic uint32_t last_first_read; /* the entry whose first read came last (NONE: none) */
+        _Atomic int64_t seq_window;       /* the next read-ahead across files, compressed bytes */
         /* the index: read-only once built */
         struct node *nodes;
         uint32_t n_nodes, cap_nodes;
@@ -942,7 +945,9 @@ static int read_list(struct remote *rs, uint32_t entry, size_t c0, size_t ra, bo
         size_t n_more = 0;
         if (seq) {
                 struct cursor cur = { (size_t) entry + 1, 0 };
-                if (collect(rs, &cur, -1, SEQ_READAHEAD, &more, &n_more) < 0)
+                int64_t w = atomic_load(&rs->seq_window);
+                atomic_store(&rs->seq_window, w * 2 < SEQ_READAHEAD_MAX ? w * 2 : SEQ_READAHEAD_MAX);
+                if (collect(rs, &cur, -1, w, &more, &n_more) < 0)
                         n_more = 0; /* no read-ahead without memory: the read itself goes on */
         }
         size_t n = ra - c0 + 1;
@@ -989,7 +994,10 @@ static int read_chunks(struct remote *rs, uint32_t entry, size_t c0, size_t c1, 
 static bool sequential_first_read(struct remote *rs, uint32_t entry)
 {
         uint32_t prev = atomic_exchange(&rs->last_first_read, entry);
-        return rs->readahead > 0 && prev != NONE && entry > prev && entry - prev <= SEQ_GAP;
+        bool seq = rs->readahead > 0 && prev != NONE && entry > prev && entry - prev <= SEQ_GAP;
+        if (!seq)
+                atomic_store(&rs->seq_window, SEQ_READAHEAD);
+        return seq;
 }
 
 static ssize_t rs_read(void *ctx, void *handle, void *buf, size_t size, off_t off)
@@ -1314,6 +1322,7 @@ static int remote_init(struct remote *rs, const struct ossb_fs_remote_opts *o, s
         rs->max_fetch = o->max_fetch > 0 ? o->max_fetch : DEFAULT_MAX_FETCH;
         rs->readahead = o->readahead == 0 ? DEFAULT_READAHEAD : o->readahead;
         atomic_init(&rs->last_first_read, NONE);
+        atomic_init(&rs->seq_window, SEQ_READAHEAD);
         if (!o->fetch || !o->cache_dir)
                 return ossb_error_set(err, -EINVAL, "layer %s: a remote layer needs a fetch function and a cache dir",
                                       rs->name);
