@@ -1,7 +1,8 @@
 /* fuse/source-remote.c - a lower layer served lazily from a seekable layer blob
  * (ossb_fs_source_remote_new, see source-remote.h): the path index built from the TOC, the
  * data source operations, on-demand chunk fetching with verification into the chunk cache,
- * and the background prefetch thread.
+ * and the background prefetch thread; recording and replay are in source-remote-replay.c,
+ * the shared state in source-remote-internal.h.
  *
  * Locking: the index (nodes, hash, chunk numbering) is built once and read-only afterwards.
  * struct remote.lock protects the chunk states and first_error; it is never held while
@@ -34,105 +35,7 @@
 #include "fuse/chunkcache.h"
 #include "fuse/source-remote.h"
 
-#define NONE UINT32_MAX
-#define DEFAULT_MAX_FETCH (16 * 1024 * 1024)
-#define DEFAULT_READAHEAD (1024 * 1024)
-/* Files read one after another in blob order (tar, cp -r, a checksum of every file): the first
- * read of a file also fetches the files after it in the same request, SEQ_READAHEAD
- * compressed bytes the first time, twice as many each further time (up to SEQ_READAHEAD_MAX)
- * while the reads stay in order.  "In blob order": this file's entry follows the last file
- * whose first read came before, by at most SEQ_GAP entries. */
-#define SEQ_READAHEAD (4 * 1024 * 1024)
-#define SEQ_READAHEAD_MAX (32 * 1024 * 1024)
-#define SEQ_GAP 16
-#define MAX_LINK_DEPTH 16
-#define MAX_PATH_LEN 4096
-#define MAX_WAIT_ROUNDS 3
-
-enum {
-        CH_UNKNOWN = 0, /* not known to be cached */
-        CH_INFLIGHT,    /* a thread is fetching (or looking it up in the cache) */
-        CH_CACHED,      /* in the chunk cache, verified */
-};
-
-struct node {
-        char *path;          /* relative to the layer root; "" is the root */
-        uint32_t parent;
-        uint32_t first_child, last_child, next;
-        int32_t entry;       /* index in toc->entries; -1: an implied directory or a whiteout */
-        uint32_t target;     /* hard links: the node holding the content and attributes; else itself */
-        uint32_t nlink;
-        uint8_t flags;       /* OSSB_FS_WHITEOUT, OSSB_FS_OPAQUE */
-        bool dir;
-        bool removed;        /* replaced or whited out later in the same layer */
-};
-
-/* A chunk: entry and chunk index. */
-struct cref {
-        uint32_t entry, chunk;
-};
-
-struct remote {
-        char *name;
-        int64_t blob_size;
-        struct ossb_toc *toc;
-        ossb_fs_remote_fetch_fn fetch;
-        void *fetch_userdata;
-        struct ossb_chunkcache *cache;
-        bool verify_cache, prefetch, background;
-        int64_t max_fetch, readahead;
-        _Atomic uint32_t last_first_read; /* the entry whose first read came last (NONE: none) */
-        _Atomic int64_t seq_window;       /* the next read-ahead across files, compressed bytes */
-        /* the index: read-only once built */
-        struct node *nodes;
-        uint32_t n_nodes, cap_nodes;
-        uint32_t *hash; /* node index + 1, 0: empty; open addressing */
-        uint32_t hash_cap;
-        size_t *cbase;  /* per TOC entry: the number of its first chunk */
-        size_t n_chunks;
-        /* chunk states */
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        uint8_t *cstate;   /* protected by lock */
-        char *first_error; /* protected by lock */
-        /* the background thread */
-        pthread_t thread;
-        bool thread_started, thread_joined; /* owner thread only */
-        atomic_bool stopping;
-        struct ossb_error *bg_err; /* the thread's; read after join */
-        struct ossb_fs_remote_stats st; /* atomic adds */
-        /* recording (see the top) */
-        pthread_mutex_t rec_lock;
-        uint8_t *recorded; /* per node; atomic exchange */
-        uint32_t *rec;     /* node indexes in first-use order; protected by rec_lock */
-        size_t n_rec, cap_rec, rec_bytes;
-        bool rec_capped;
-        struct replay *replay; /* set once by ossb_fs_source_remote_replay_start (atomic load) */
-};
-
-/* A replay of recorded paths (ossb_fs_source_remote_replay_start). */
-struct replay {
-        struct remote *rs;
-        struct cref *list; /* the chunks, in the order of the paths */
-        size_t n;
-        uint8_t *ours;     /* per item: claimed by the replay, not settled yet (replay thread only,
-                            * and the starter before the thread exists) */
-        size_t claimed;    /* items [0, claimed) were offered to claim */
-        pthread_t thread;
-        bool started, joined; /* owner thread only */
-        atomic_bool stop;
-        struct ossb_fs_remote_replay_stats st; /* atomic */
-};
-
-struct rhandle {
-        uint32_t node;
-        int64_t last_end; /* where the previous read ended (sequential read-ahead) */
-};
-
-#define ST_ADD(rs, f, v) __atomic_fetch_add(&(rs)->st.f, (uint64_t) (v), __ATOMIC_RELAXED)
-
-/* Who fetches: a read, the prefetch or background completion, a replay. */
-enum { FETCH_READ, FETCH_PREFETCH, FETCH_REPLAY };
+#include "fuse/source-remote-internal.h"
 
 static const struct ossb_fs_source_ops remote_ops;
 
@@ -442,13 +345,13 @@ static int build_index(struct remote *rs, struct ossb_error **err)
 }
 
 /* The node of `path`, or NONE when the layer does not have it. */
-static uint32_t lookup(const struct remote *rs, const char *path)
+uint32_t remote_lookup(const struct remote *rs, const char *path)
 {
         uint32_t i = idx_find(rs, path);
         return i != NONE && !rs->nodes[i].removed ? i : NONE;
 }
 
-static const struct ossb_toc_entry *entry_of(const struct remote *rs, uint32_t node)
+const struct ossb_toc_entry *remote_entry_of(const struct remote *rs, uint32_t node)
 {
         int32_t e = rs->nodes[rs->nodes[node].target].entry;
         return e >= 0 ? &rs->toc->entries[e] : NULL;
@@ -486,7 +389,7 @@ static void record(struct remote *rs, uint32_t i)
 static void fill_stat(const struct remote *rs, uint32_t i, struct stat *st)
 {
         const struct node *n = &rs->nodes[i], *t = &rs->nodes[n->target];
-        const struct ossb_toc_entry *e = entry_of(rs, i);
+        const struct ossb_toc_entry *e = remote_entry_of(rs, i);
         memset(st, 0, sizeof(*st));
         st->st_ino = (ino_t) n->target + 1;
         st->st_nlink = t->nlink;
@@ -516,7 +419,7 @@ static void fill_stat(const struct remote *rs, uint32_t i, struct stat *st)
 static int rs_getattr(void *ctx, const char *path, struct stat *st, unsigned *ret_flags)
 {
         struct remote *rs = ctx;
-        uint32_t i = lookup(rs, path);
+        uint32_t i = remote_lookup(rs, path);
         if (i == NONE)
                 return -ENOENT;
         fill_stat(rs, i, st);
@@ -532,14 +435,14 @@ static unsigned char dtype(const struct remote *rs, uint32_t i)
                 return DT_CHR;
         if (rs->nodes[n->target].dir)
                 return DT_DIR;
-        const struct ossb_toc_entry *e = entry_of(rs, i);
+        const struct ossb_toc_entry *e = remote_entry_of(rs, i);
         return e ? (unsigned char) IFTODT(e->mode) : DT_UNKNOWN;
 }
 
 static int list_dir(struct remote *rs, const char *path,
                     int (*cb)(void *ud, const char *name, unsigned char type, uint64_t ino), void *ud)
 {
-        uint32_t d = lookup(rs, path);
+        uint32_t d = remote_lookup(rs, path);
         if (d == NONE)
                 return -ENOENT;
         if (!rs->nodes[d].dir)
@@ -582,10 +485,10 @@ static int rs_readdir_ino(void *ctx, const char *path,
 static ssize_t rs_readlink(void *ctx, const char *path, char *buf, size_t size)
 {
         struct remote *rs = ctx;
-        uint32_t i = lookup(rs, path);
+        uint32_t i = remote_lookup(rs, path);
         if (i == NONE)
                 return -ENOENT;
-        const struct ossb_toc_entry *e = entry_of(rs, i);
+        const struct ossb_toc_entry *e = remote_entry_of(rs, i);
         if (!e || (rs->nodes[i].flags & OSSB_FS_WHITEOUT) || !S_ISLNK(e->mode) || !e->link)
                 return -EINVAL;
         size_t len = strlen(e->link);
@@ -604,9 +507,9 @@ static bool private_xattr(const char *name)
 
 static const struct ossb_toc_entry *xattr_entry(struct remote *rs, const char *path, int *ret)
 {
-        uint32_t i = lookup(rs, path);
+        uint32_t i = remote_lookup(rs, path);
         *ret = i == NONE ? -ENOENT : 0;
-        return i == NONE || (rs->nodes[i].flags & OSSB_FS_WHITEOUT) ? NULL : entry_of(rs, i);
+        return i == NONE || (rs->nodes[i].flags & OSSB_FS_WHITEOUT) ? NULL : remote_entry_of(rs, i);
 }
 
 static ssize_t rs_getxattr(void *ctx, const char *path, const char *name, void *buf, size_t size)
@@ -673,12 +576,12 @@ static void note_error(struct remote *rs, const char *fmt, ...)
 
 /* ---- fetching chunks ---- */
 
-static size_t gid(const struct remote *rs, struct cref r)
+size_t remote_gid(const struct remote *rs, struct cref r)
 {
         return rs->cbase[r.entry] + r.chunk;
 }
 
-static const struct ossb_toc_chunk *chunk_of(const struct remote *rs, struct cref r)
+const struct ossb_toc_chunk *remote_chunk_of(const struct remote *rs, struct cref r)
 {
         return &rs->toc->entries[r.entry].chunks[r.chunk];
 }
@@ -695,7 +598,7 @@ static int on_chunk(void *userdata, size_t index, const void *data, size_t len)
         struct fetch *f = userdata;
         struct remote *rs = f->rs;
         const struct ossb_toc_entry *e = &rs->toc->entries[f->refs[index].entry];
-        const struct ossb_toc_chunk *c = chunk_of(rs, f->refs[index]);
+        const struct ossb_toc_chunk *c = remote_chunk_of(rs, f->refs[index]);
         if (f->kind != FETCH_READ && atomic_load(&rs->stopping))
                 return -ECANCELED;
         ST_ADD(rs, fetched_bytes, len);
@@ -729,13 +632,13 @@ static int on_chunk(void *userdata, size_t index, const void *data, size_t len)
 
 /* Fetch the claimed chunks `refs` in one call and settle their states.  Returns the fetch's
  * error, if any. */
-static int fetch_claimed(struct remote *rs, const struct cref *refs, size_t n, int kind, struct ossb_error **err)
+int remote_fetch_claimed(struct remote *rs, const struct cref *refs, size_t n, int kind, struct ossb_error **err)
 {
         _cleanup_free_ struct ossb_range *ranges = calloc(n, sizeof(*ranges));
         _cleanup_free_ int *result = calloc(n, sizeof(*result));
         int k = ranges && result ? 0 : ossb_error_set(err, -ENOMEM, "out of memory");
         for (size_t i = 0; k >= 0 && i < n; i++) {
-                const struct ossb_toc_chunk *c = chunk_of(rs, refs[i]);
+                const struct ossb_toc_chunk *c = remote_chunk_of(rs, refs[i]);
                 ranges[i] = (struct ossb_range) { c->offset, c->end - c->offset };
         }
         if (k >= 0) {
@@ -751,7 +654,7 @@ static int fetch_claimed(struct remote *rs, const struct cref *refs, size_t n, i
         }
         pthread_mutex_lock(&rs->lock);
         for (size_t i = 0; i < n; i++)
-                rs->cstate[gid(rs, refs[i])] = result && result[i] == 1 ? CH_CACHED : CH_UNKNOWN;
+                rs->cstate[remote_gid(rs, refs[i])] = result && result[i] == 1 ? CH_CACHED : CH_UNKNOWN;
         pthread_cond_broadcast(&rs->cond);
         pthread_mutex_unlock(&rs->lock);
         return k;
@@ -759,11 +662,11 @@ static int fetch_claimed(struct remote *rs, const struct cref *refs, size_t n, i
 
 /* Claimed chunks found in the cache (verified if asked) become CACHED; the others stay
  * claimed and are moved to the front of `refs`.  Returns how many still need fetching. */
-static size_t from_cache(struct remote *rs, struct cref *refs, size_t n)
+size_t remote_from_cache(struct remote *rs, struct cref *refs, size_t n)
 {
         size_t keep = 0;
         for (size_t i = 0; i < n; i++) {
-                const struct ossb_toc_chunk *c = chunk_of(rs, refs[i]);
+                const struct ossb_toc_chunk *c = remote_chunk_of(rs, refs[i]);
                 bool have = ossb_chunkcache_has(rs->cache, c->digest, c->size);
                 if (have && rs->verify_cache)
                         have = ossb_chunkcache_verify(rs->cache, c->digest, NULL) == 0;
@@ -774,7 +677,7 @@ static size_t from_cache(struct remote *rs, struct cref *refs, size_t n)
                 ossb_chunkcache_touch(rs->cache, c->digest);
                 ST_ADD(rs, cache_hits, 1);
                 pthread_mutex_lock(&rs->lock);
-                rs->cstate[gid(rs, refs[i])] = CH_CACHED;
+                rs->cstate[remote_gid(rs, refs[i])] = CH_CACHED;
                 pthread_cond_broadcast(&rs->cond);
                 pthread_mutex_unlock(&rs->lock);
         }
@@ -787,7 +690,7 @@ static size_t claim(struct remote *rs, const struct cref *list, size_t n, struct
         size_t m = 0, others = 0;
         pthread_mutex_lock(&rs->lock);
         for (size_t i = 0; i < n; i++) {
-                uint8_t *s = &rs->cstate[gid(rs, list[i])];
+                uint8_t *s = &rs->cstate[remote_gid(rs, list[i])];
                 if (*s == CH_INFLIGHT)
                         others++;
                 else if (*s == CH_UNKNOWN) {
@@ -806,7 +709,7 @@ static bool wait_settled(struct remote *rs, const struct cref *list, size_t n)
         bool all = true;
         pthread_mutex_lock(&rs->lock);
         for (size_t i = 0; i < n; i++) {
-                size_t g = gid(rs, list[i]);
+                size_t g = remote_gid(rs, list[i]);
                 while (rs->cstate[g] == CH_INFLIGHT)
                         pthread_cond_wait(&rs->cond, &rs->lock);
                 all = all && rs->cstate[g] == CH_CACHED;
@@ -827,10 +730,10 @@ static int ensure(struct remote *rs, const struct cref *list, size_t n, size_t n
         for (int round = 0; round < MAX_WAIT_ROUNDS; round++) {
                 size_t m = 0, others = claim(rs, list, n, mine, &m);
                 int k = 0;
-                m = from_cache(rs, mine, m);
+                m = remote_from_cache(rs, mine, m);
                 struct ossb_error *fe = NULL;
                 if (m > 0)
-                        k = fetch_claimed(rs, mine, m, background ? FETCH_PREFETCH : FETCH_READ, &fe);
+                        k = remote_fetch_claimed(rs, mine, m, background ? FETCH_PREFETCH : FETCH_READ, &fe);
                 if (!wait) {
                         if (k < 0 && err && !*err)
                                 *err = TAKE_PTR(fe);
@@ -860,10 +763,10 @@ static int ensure(struct remote *rs, const struct cref *list, size_t n, size_t n
 static int rs_open(void *ctx, const char *path, void **ret_handle)
 {
         struct remote *rs = ctx;
-        uint32_t i = lookup(rs, path);
+        uint32_t i = remote_lookup(rs, path);
         if (i == NONE || (rs->nodes[i].flags & OSSB_FS_WHITEOUT))
                 return -ENOENT;
-        const struct ossb_toc_entry *e = entry_of(rs, i);
+        const struct ossb_toc_entry *e = remote_entry_of(rs, i);
         if (rs->nodes[rs->nodes[i].target].dir)
                 return -EISDIR;
         if (!e || !S_ISREG(e->mode))
@@ -1044,7 +947,7 @@ static ssize_t rs_read(void *ctx, void *handle, void *buf, size_t size, off_t of
 
 /* ---- background prefetch ---- */
 
-static int push_ref(struct cref **v, size_t *n, size_t *cap, struct cref r)
+int remote_push_ref(struct cref **v, size_t *n, size_t *cap, struct cref r)
 {
         if (*n == *cap) {
                 size_t c = *cap ? *cap * 2 : 64;
@@ -1075,7 +978,7 @@ static int collect(struct remote *rs, struct cursor *cur, int64_t end, int64_t m
                         const struct ossb_toc_chunk *c = &e->chunks[cur->chunk];
                         if ((end >= 0 && c->offset >= end) || (max_bytes > 0 && bytes >= max_bytes))
                                 goto out;
-                        if (push_ref(&v, &n, &cap, (struct cref) { (uint32_t) cur->entry, (uint32_t) cur->chunk }) < 0) {
+                        if (remote_push_ref(&v, &n, &cap, (struct cref) { (uint32_t) cur->entry, (uint32_t) cur->chunk }) < 0) {
                                 free(v);
                                 return -ENOMEM;
                         }
@@ -1118,144 +1021,6 @@ static void *bg_main(void *arg)
         return NULL;
 }
 
-/* ---- replay ---- */
-
-static int64_t ref_bytes(const struct remote *rs, struct cref r)
-{
-        const struct ossb_toc_chunk *c = chunk_of(rs, r);
-        return c->end - c->offset;
-}
-
-/* The first item at or after `from` where OSSB_FS_REMOTE_REPLAY_CLAIM compressed bytes from
- * `from` are reached (at least `min`). */
-static size_t claim_window(const struct replay *rp, size_t from, size_t min)
-{
-        int64_t bytes = 0;
-        size_t i = from;
-        for (; i < rp->n && (i < min || bytes < OSSB_FS_REMOTE_REPLAY_CLAIM); i++)
-                bytes += ref_bytes(rp->rs, rp->list[i]);
-        return i;
-}
-
-/* Claim the items [rp->claimed, end) nobody holds or has. */
-static void replay_claim(struct replay *rp, size_t end)
-{
-        struct remote *rs = rp->rs;
-        pthread_mutex_lock(&rs->lock);
-        for (; rp->claimed < end; rp->claimed++) {
-                uint8_t *s = &rs->cstate[gid(rs, rp->list[rp->claimed])];
-                if (*s == CH_UNKNOWN) {
-                        *s = CH_INFLIGHT;
-                        rp->ours[rp->claimed] = 1;
-                } else
-                        __atomic_fetch_add(&rp->st.skipped_chunks, 1, __ATOMIC_RELAXED);
-        }
-        pthread_mutex_unlock(&rs->lock);
-}
-
-/* Give up the claims of items [from, rp->claimed) not settled yet. */
-static void replay_release(struct replay *rp, size_t from)
-{
-        struct remote *rs = rp->rs;
-        pthread_mutex_lock(&rs->lock);
-        for (size_t i = from; i < rp->claimed; i++)
-                if (rp->ours[i]) {
-                        rs->cstate[gid(rs, rp->list[i])] = CH_UNKNOWN;
-                        rp->ours[i] = 0;
-                        __atomic_fetch_add(&rp->st.skipped_chunks, 1, __ATOMIC_RELAXED);
-                }
-        pthread_cond_broadcast(&rs->cond);
-        pthread_mutex_unlock(&rs->lock);
-}
-
-/* One fetch call's worth of items from `pos`: claimed (ahead too), looked up in the cache,
- * the rest fetched.  Returns the next position, or -errno when the fetch failed. */
-static ssize_t replay_batch(struct replay *rp, size_t pos, struct cref *mine)
-{
-        struct remote *rs = rp->rs;
-        size_t end = pos, m = 0;
-        for (int64_t bytes = 0; end < rp->n && (end == pos || bytes + ref_bytes(rs, rp->list[end]) <= rs->max_fetch);
-             end++)
-                bytes += ref_bytes(rs, rp->list[end]);
-        replay_claim(rp, claim_window(rp, pos, end));
-        for (size_t i = pos; i < end; i++)
-                if (rp->ours[i]) {
-                        mine[m++] = rp->list[i];
-                        rp->ours[i] = 0;
-                }
-        size_t left = from_cache(rs, mine, m);
-        __atomic_fetch_add(&rp->st.cache_hits, (uint64_t) (m - left), __ATOMIC_RELAXED);
-        if (left == 0)
-                return (ssize_t) end;
-        struct ossb_error *e = NULL;
-        int k = fetch_claimed(rs, mine, left, FETCH_REPLAY, &e); /* settles them, fetched or not */
-        ossb_error_free(e);
-        return k < 0 ? k : (ssize_t) end;
-}
-
-static void *replay_main(void *arg)
-{
-        struct replay *rp = arg;
-        struct cref *mine = calloc(rp->n ? rp->n : 1, sizeof(*mine));
-        size_t pos = 0;
-        while (mine && pos < rp->n && !atomic_load(&rp->stop) && !atomic_load(&rp->rs->stopping)) {
-                ssize_t next = replay_batch(rp, pos, mine);
-                if (next < 0) {
-                        __atomic_store_n(&rp->st.failed, true, __ATOMIC_RELAXED);
-                        break;
-                }
-                pos = (size_t) next;
-        }
-        free(mine);
-        if (pos < rp->n)
-                __atomic_store_n(&rp->st.stopped, true, __ATOMIC_RELAXED);
-        replay_release(rp, pos);
-        log_debug("layer %s: replay %s", rp->rs->name, pos < rp->n ? "stopped" : "done");
-        __atomic_store_n(&rp->st.done, true, __ATOMIC_RELEASE);
-        return NULL;
-}
-
-static void replay_free(struct replay *rp)
-{
-        if (!rp)
-                return;
-        free(rp->list);
-        free(rp->ours);
-        free(rp);
-}
-
-/* The chunks of the regular files among `paths` (each file once) into rp. */
-static int replay_collect(struct replay *rp, char *const *paths, size_t n)
-{
-        struct remote *rs = rp->rs;
-        _cleanup_free_ uint8_t *seen = calloc(rs->toc->n ? rs->toc->n : 1, 1);
-        size_t cap = 0;
-        if (!seen)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                uint32_t nd = paths[i] ? lookup(rs, paths[i]) : NONE;
-                const struct ossb_toc_entry *e = nd == NONE || (rs->nodes[nd].flags & OSSB_FS_WHITEOUT) ? NULL
-                                                                                                         : entry_of(rs, nd);
-                if (!e || !S_ISREG(e->mode) || rs->nodes[rs->nodes[nd].target].dir)
-                        continue;
-                uint32_t ei = (uint32_t) rs->nodes[rs->nodes[nd].target].entry;
-                if (seen[ei])
-                        continue;
-                seen[ei] = 1;
-                rp->st.files++;
-                rp->st.file_bytes += (uint64_t) e->size;
-                for (size_t c = 0; c < e->n_chunks; c++) {
-                        int k = push_ref(&rp->list, &rp->n, &cap, (struct cref) { ei, (uint32_t) c });
-                        if (k < 0)
-                                return k;
-                        rp->st.compressed_bytes += (uint64_t) (e->chunks[c].end - e->chunks[c].offset);
-                }
-        }
-        rp->st.chunks = rp->n;
-        rp->ours = calloc(rp->n ? rp->n : 1, 1);
-        return rp->ours ? 0 : -ENOMEM;
-}
-
 /* ---- the source ---- */
 
 static void rs_free(void *ctx)
@@ -1271,7 +1036,7 @@ static void rs_free(void *ctx)
                 atomic_store(&rs->replay->stop, true);
                 pthread_join(rs->replay->thread, NULL);
         }
-        replay_free(rs->replay);
+        remote_replay_free(rs->replay);
         free(rs->recorded);
         free(rs->rec);
         pthread_mutex_destroy(&rs->rec_lock);
@@ -1407,14 +1172,14 @@ int ossb_fs_source_remote_fetch_paths(struct ossb_fs_source *src, char *const *p
         size_t m = 0, cap = 0;
         int k = 0;
         for (size_t i = 0; k >= 0 && i < n; i++) {
-                uint32_t nd = lookup(rs, paths[i]);
+                uint32_t nd = remote_lookup(rs, paths[i]);
                 const struct ossb_toc_entry *e = nd == NONE || (rs->nodes[nd].flags & OSSB_FS_WHITEOUT) ? NULL
-                                                                                                         : entry_of(rs, nd);
+                                                                                                         : remote_entry_of(rs, nd);
                 if (!e || !S_ISREG(e->mode) || rs->nodes[rs->nodes[nd].target].dir)
                         continue;
                 uint32_t ei = (uint32_t) rs->nodes[rs->nodes[nd].target].entry;
                 for (size_t c = 0; k >= 0 && c < e->n_chunks; c++)
-                        k = push_ref(&list, &m, &cap, (struct cref) { ei, (uint32_t) c });
+                        k = remote_push_ref(&list, &m, &cap, (struct cref) { ei, (uint32_t) c });
         }
         if (k < 0)
                 k = ossb_error_set(err, k, "out of memory");
@@ -1433,107 +1198,4 @@ char *ossb_fs_source_remote_error(struct ossb_fs_source *src)
         char *s = rs->first_error ? strdup(rs->first_error) : NULL;
         pthread_mutex_unlock(&rs->lock);
         return s;
-}
-
-/* ---- record and replay ---- */
-
-size_t ossb_fs_source_remote_record_mark(struct ossb_fs_source *src, bool *ret_capped)
-{
-        struct remote *rs = src->ctx;
-        pthread_mutex_lock(&rs->rec_lock);
-        size_t n = rs->n_rec;
-        if (ret_capped)
-                *ret_capped = rs->rec_capped;
-        pthread_mutex_unlock(&rs->rec_lock);
-        return n;
-}
-
-int ossb_fs_source_remote_record_paths(struct ossb_fs_source *src, size_t from, size_t to, char ***ret)
-{
-        struct remote *rs = src->ctx;
-        pthread_mutex_lock(&rs->rec_lock);
-        if (to > rs->n_rec)
-                to = rs->n_rec;
-        size_t n = from < to ? to - from : 0;
-        char **v = calloc(n + 1, sizeof(*v));
-        for (size_t i = 0; v && i < n; i++)
-                if (!(v[i] = strdup(rs->nodes[rs->rec[from + i]].path))) {
-                        ossb_strv_free(v);
-                        v = NULL;
-                }
-        pthread_mutex_unlock(&rs->rec_lock);
-        if (!v)
-                return -ENOMEM;
-        *ret = v;
-        return 0;
-}
-
-int ossb_fs_source_remote_path_kind(struct ossb_fs_source *src, const char *path)
-{
-        struct remote *rs = src->ctx;
-        uint32_t i = lookup(rs, path);
-        if (i == NONE)
-                return -ENOENT;
-        const struct ossb_toc_entry *e = (rs->nodes[i].flags & OSSB_FS_WHITEOUT) ? NULL : entry_of(rs, i);
-        return e && S_ISREG(e->mode) && !rs->nodes[rs->nodes[i].target].dir ? OSSB_FS_REMOTE_FILE : OSSB_FS_REMOTE_HIDES;
-}
-
-int ossb_fs_source_remote_replay_start(struct ossb_fs_source *src, char *const *paths, size_t n,
-                                       struct ossb_error **err)
-{
-        struct remote *rs = src->ctx;
-        if (__atomic_load_n(&rs->replay, __ATOMIC_ACQUIRE))
-                return ossb_error_set(err, -EBUSY, "layer %s: a replay was already started", rs->name);
-        struct replay *rp = calloc(1, sizeof(*rp));
-        if (!rp)
-                return ossb_error_set(err, -ENOMEM, "out of memory");
-        rp->rs = rs;
-        int k = replay_collect(rp, paths, n);
-        if (k < 0) {
-                replay_free(rp);
-                return ossb_error_set(err, k, "out of memory");
-        }
-        __atomic_store_n(&rs->replay, rp, __ATOMIC_RELEASE);
-        replay_claim(rp, claim_window(rp, 0, 0)); /* before any step can read them */
-        k = rp->n ? -pthread_create(&rp->thread, NULL, replay_main, rp) : 0;
-        rp->started = rp->n && k >= 0;
-        if (!rp->started) {
-                replay_release(rp, 0);
-                __atomic_store_n(&rp->st.done, true, __ATOMIC_RELEASE);
-        }
-        if (k < 0)
-                return ossb_error_set(err, k, "layer %s: cannot start the replay thread: %s", rs->name, strerror(-k));
-        return 0;
-}
-
-void ossb_fs_source_remote_replay_stop(struct ossb_fs_source *src, bool finish)
-{
-        struct remote *rs = src->ctx;
-        struct replay *rp = __atomic_load_n(&rs->replay, __ATOMIC_ACQUIRE);
-        if (!rp || !rp->started || rp->joined)
-                return;
-        if (!finish)
-                atomic_store(&rp->stop, true);
-        pthread_join(rp->thread, NULL);
-        rp->joined = true;
-}
-
-void ossb_fs_source_remote_replay_stats(struct ossb_fs_source *src, struct ossb_fs_remote_replay_stats *ret)
-{
-        struct remote *rs = src->ctx;
-        struct replay *rp = __atomic_load_n(&rs->replay, __ATOMIC_ACQUIRE);
-        memset(ret, 0, sizeof(*ret));
-        if (!rp)
-                return;
-        ret->files = rp->st.files; /* set before the replay was published */
-        ret->file_bytes = rp->st.file_bytes;
-        ret->chunks = rp->st.chunks;
-        ret->compressed_bytes = rp->st.compressed_bytes;
-        ret->fetched_bytes = __atomic_load_n(&rp->st.fetched_bytes, __ATOMIC_RELAXED);
-        ret->fetched_chunks = __atomic_load_n(&rp->st.fetched_chunks, __ATOMIC_RELAXED);
-        ret->cache_hits = __atomic_load_n(&rp->st.cache_hits, __ATOMIC_RELAXED);
-        ret->skipped_chunks = __atomic_load_n(&rp->st.skipped_chunks, __ATOMIC_RELAXED);
-        ret->done = __atomic_load_n(&rp->st.done, __ATOMIC_ACQUIRE);
-        ret->stopped = __atomic_load_n(&rp->st.stopped, __ATOMIC_RELAXED);
-        ret->failed = __atomic_load_n(&rp->st.failed, __ATOMIC_RELAXED);
 }
